@@ -1,0 +1,52 @@
+# samkit: `make run` executes every notebook into runs/<timestamp>/, `make test` runs the test suite.
+# Both create the virtual environment .venv themselves when it is missing or older than pyproject.toml.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.samkit-installed
+PARAMS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test test-fast test-gpu test-colab slides bench train-tiny clean
+
+help:
+	@echo "make run          execute all notebooks with papermill into runs/<timestamp>/ (PARAMS='-p model vit_b')"
+	@echo "make test         unit, parity, notebook (nbval) and browser tests, offline on CPU"
+	@echo "make test-gpu     the notebooks' full course configuration on CUDA (when a GPU is present)"
+	@echo "make bench        speed benchmarks: samkit vs the official code on this machine"
+	@echo "make train-tiny   re-train the embedded tiny model (samkit train configs/tiny.yaml)"
+	@echo "make slides       build slides/index.html from the latest run"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (samkit)" >/dev/null
+	@touch $@
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m samkit.runner $(PARAMS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS) tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -ra -m "not slow and not parity and not notebooks and not browser" tests
+
+test-gpu: $(STAMP)
+	$(PY) -m samkit.gpu_suite
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_speed.py
+
+train-tiny: $(STAMP)
+	$(PY) -m samkit.cli train configs/tiny.yaml
+
+slides: $(STAMP)
+	$(PY) -m samkit.slides
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,575 @@
+"""Checkpoints: where the official weights live, how to fetch them safely, and how to load them.
+
+Three things happen here, in this order:
+
+1. The **registry** (:data:`CHECKPOINTS`) names every downloadable checkpoint: its URL, its file name,
+   its exact size in bytes and its SHA-256.
+2. :func:`download` fetches a file into a ``.part`` file next to its destination, resumes an interrupted
+   transfer with an HTTP ``Range`` request, checks size and SHA-256, and only then renames it into place.
+   A file under its final name is therefore always a complete, verified file (or one a person put there).
+3. :func:`load_state_dict` reads a checkpoint with ``torch.load(..., weights_only=True)``, which refuses
+   pickles that would run code, and :func:`load_into` copies it into a model, explaining any mismatch in
+   one readable error.
+
+A note on the official file names: the six hex digits in ``sam_vit_b_01ec64.pth`` are the start of the
+file's **MD5**, not of its SHA-256 (the SHA-256 of that file starts with ``ec2df6``). The registry keeps
+both; downloads are verified with the SHA-256.
+
+Files are cached under ``$SAMKIT_HOME/checkpoints`` (default ``~/.cache/samkit/checkpoints``).
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pickle
+import re
+import urllib.error
+import urllib.request
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+__all__ = [
+    "Checkpoint",
+    "CHECKPOINTS",
+    "ChecksumError",
+    "DownloadError",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "StateDictMismatchError",
+    "LoadResult",
+    "samkit_home",
+    "checkpoint_dir",
+    "get_checkpoint",
+    "checkpoint_path",
+    "download",
+    "verify_file",
+    "file_sha256",
+    "load_state_dict",
+    "load_into",
+    "guess_model_name",
+]
+
+PathLike = Union[str, os.PathLike]
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_MOBILE_SAM_URL = "https://raw.githubusercontent.com/ChaoningZhang/MobileSAM/master/weights/"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One downloadable checkpoint.
+
+    ``size`` (bytes) and ``sha256`` are what :func:`download` verifies. ``None`` means "unknown": the
+    check that needs it is skipped (a missing SHA-256 falls back to the byte size alone).
+    """
+
+    name: str                    # registry name, e.g. "sam_vit_b"
+    model: str                   # the samkit model name it loads into, e.g. "vit_b"
+    url: str
+    filename: str
+    size: Optional[int]          # bytes
+    sha256: Optional[str]        # lowercase hex
+    md5: Optional[str] = None    # only informative: the official file names carry its first 6 digits
+
+
+# Sizes and digests are those of the published files. The same values appear, independently, in the
+# Git LFS pointers of several public mirrors of the files (LFS pointers record the SHA-256 and the
+# exact byte size) and in other projects' download checks.
+CHECKPOINTS: Dict[str, Checkpoint] = {
+    "vit_h": Checkpoint(
+        name="sam_vit_h",
+        model="vit_h",
+        url=_SAM_URL + "sam_vit_h_4b8939.pth",
+        filename="sam_vit_h_4b8939.pth",
+        size=2_564_550_879,
+        sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        md5="4b8939a88964f0f4ff5f5b2642c598a6",
+    ),
+    "vit_l": Checkpoint(
+        name="sam_vit_l",
+        model="vit_l",
+        url=_SAM_URL + "sam_vit_l_0b3195.pth",
+        filename="sam_vit_l_0b3195.pth",
+        size=1_249_524_607,
+        sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        md5="0b3195507c641ddb6910d2bb5adee89c",
+    ),
+    "vit_b": Checkpoint(
+        name="sam_vit_b",
+        model="vit_b",
+        url=_SAM_URL + "sam_vit_b_01ec64.pth",
+        filename="sam_vit_b_01ec64.pth",
+        size=375_042_383,
+        sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        md5="01ec64d29a2fca3f0661936605ae66f8",
+    ),
+    "vit_t": Checkpoint(
+        name="mobile_sam",
+        model="vit_t",
+        url=_MOBILE_SAM_URL + "mobile_sam.pt",
+        filename="mobile_sam.pt",
+        size=40_728_226,
+        sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        md5=None,  # not published anywhere we could check; not needed (SHA-256 is known)
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+class DownloadError(OSError):
+    """The file could not be fetched (no network, HTTP error, connection dropped too often)."""
+
+
+class ChecksumError(ValueError):
+    """A downloaded or cached file does not have the expected size or SHA-256."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file could not be read (truncated, corrupt, or not a state dict)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file contains pickled objects other than tensors and plain containers; it was not loaded."""
+
+
+class StateDictMismatchError(RuntimeError):
+    """A state dict does not fit a model: missing keys, unexpected keys or shape mismatches."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache folder and registry look-up
+# --------------------------------------------------------------------------------------------------
+def samkit_home() -> Path:
+    """``$SAMKIT_HOME`` if set, else ``~/.cache/samkit``. Read on every call, so tests can override it."""
+    home = os.environ.get("SAMKIT_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "samkit"
+
+
+def checkpoint_dir() -> Path:
+    """The folder where downloaded checkpoints are kept: ``samkit_home() / "checkpoints"``."""
+    return samkit_home() / "checkpoints"
+
+
+def get_checkpoint(name: str) -> Checkpoint:
+    """Look a checkpoint up by model name (``"vit_b"``), registry name (``"sam_vit_b"``) or file name."""
+    if name in CHECKPOINTS:
+        return CHECKPOINTS[name]
+    for entry in CHECKPOINTS.values():
+        if name in (entry.name, entry.filename):
+            return entry
+    known = ", ".join(CHECKPOINTS)
+    raise ValueError(
+        f"no downloadable checkpoint for {name!r}; known: {known}. "
+        "(The 'tiny' model's weights ship inside samkit and are not downloaded.)"
+    )
+
+
+def _manual_hint(url: str, dest: Path) -> str:
+    return (
+        f"If this machine has no internet access, download\n    {url}\n"
+        f"on another machine and place the file at\n    {dest}\n"
+        "(exactly that path and name), then run again."
+    )
+
+
+def checkpoint_path(model_name: str, download: bool = True, progress: bool = True,
+                    verify: bool = False) -> Path:
+    """The local path of a model's official checkpoint, downloading it first when missing.
+
+    Args:
+        model_name: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"vit_t"`` (or a registry/file name).
+        download: fetch the file when it is not cached; if False a missing file raises FileNotFoundError.
+        progress: show a tqdm bar while downloading.
+        verify: also recompute the SHA-256 of an already cached file (seconds for the large files).
+            The byte size of a cached file is always checked.
+    """
+    entry = get_checkpoint(model_name)
+    dest = checkpoint_dir() / entry.filename
+    if dest.is_file():
+        verify_file(dest, sha256=entry.sha256 if verify else None, size=entry.size)
+        return dest
+    if not download:
+        raise FileNotFoundError(
+            f"checkpoint for {entry.model!r} is not cached.\n" + _manual_hint(entry.url, dest)
+        )
+    return _download(entry.url, dest, sha256=entry.sha256, size=entry.size, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------------------------------
+def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 of a file's contents, as lowercase hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: PathLike, sha256: Optional[str] = None, size: Optional[int] = None) -> None:
+    """Raise :class:`ChecksumError` unless the file has the given byte size and SHA-256.
+
+    Either check is skipped when its expected value is None; with no SHA-256 the size is all we check.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise ChecksumError(
+            f"{path} has {actual_size:,} bytes, expected {size:,}. "
+            "The file is incomplete or a different file; delete it and download it again."
+        )
+    if sha256 is not None:
+        actual = file_sha256(path)
+        if actual != sha256.lower():
+            raise ChecksumError(
+                f"SHA-256 mismatch for {path}:\n    expected {sha256.lower()}\n    got      {actual}\n"
+                "The file is corrupt or a different file; delete it and download it again."
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# Download
+# --------------------------------------------------------------------------------------------------
+_CHUNK = 1 << 20
+# Resets, timeouts and URLError are all OSErrors; IncompleteRead and friends are HTTPExceptions.
+_INTERRUPTIONS = (OSError, http.client.HTTPException)
+
+
+class _Interrupted(Exception):
+    """Internal: the transfer stopped early; the .part file holds what arrived."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _content_range_start(header: Optional[str]) -> Optional[int]:
+    """First byte of a ``Content-Range: bytes START-END/TOTAL`` header, or None if absent/unparsable."""
+    if not header:
+        return None
+    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", header)
+    return int(match.group(1)) if match else None
+
+
+def _fetch_once(url: str, part: Path, size: Optional[int], progress: bool, timeout: float,
+                desc: str) -> None:
+    """One HTTP request: resume ``part`` from its current length, append what arrives.
+
+    Returns normally when the server says the body is complete; raises :class:`_Interrupted` when the
+    connection drops or ends early (the bytes received so far stay in ``part``), and
+    :class:`DownloadError` for errors that retrying will not fix (HTTP 4xx/5xx, DNS failure, refusal).
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        part.unlink()  # longer than the real file: it cannot be a prefix of it
+        offset = 0
+    if size is not None and offset == size:
+        return  # already complete; verification decides whether it is right
+
+    request = urllib.request.Request(url, headers={"User-Agent": "samkit"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:
+            return  # "range not satisfiable": we already have every byte
+        raise DownloadError(f"HTTP {e.code} {e.reason} for {url}") from e
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise DownloadError(f"could not connect to {url}: {reason}") from e
+
+    with response:
+        status = getattr(response, "status", 200)
+        range_start = _content_range_start(response.headers.get("Content-Range"))
+        if offset and status == 206 and range_start == offset:
+            mode = "ab"  # the server honoured the Range request
+        else:
+            mode, offset = "wb", 0  # plain 200 (Range ignored) or an odd range: start over
+        length = response.headers.get("Content-Length")
+        expected_end = offset + int(length) if length is not None else size
+        total = size if size is not None else expected_end
+        received = offset
+        with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                         unit_divisor=1024, desc=desc, disable=not progress,
+                                         leave=False) as bar:
+            while True:
+                try:
+                    block = response.read(_CHUNK)
+                except _INTERRUPTIONS as e:  # reset, timeout, IncompleteRead, ...
+                    raise _Interrupted(f"{type(e).__name__}: {e}") from e
+                if not block:
+                    break
+                f.write(block)
+                received += len(block)
+                bar.update(len(block))
+    if expected_end is not None and received < expected_end:
+        # http.client reports a connection closed before Content-Length as a plain end of data.
+        raise _Interrupted(f"connection closed after {received:,} of {expected_end:,} bytes")
+
+
+def download(url: str, dest: PathLike, sha256: Optional[str] = None, size: Optional[int] = None,
+             progress: bool = True, retries: int = 3, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``dest`` safely and return ``dest``.
+
+    The bytes go to ``dest`` + ``.part`` first. An existing ``.part`` file is resumed with an HTTP
+    ``Range`` request (a server that ignores it and answers 200 makes us start over). A dropped
+    connection is resumed up to ``retries`` times. When the transfer is complete the size and the
+    SHA-256 are checked (each only when given) and the file is renamed to ``dest`` atomically
+    (``os.replace``), so ``dest`` never holds a partial or corrupt file; an existing ``dest`` is
+    replaced only by a verified new file. Without ``size`` and without a ``Content-Length`` from the
+    server, a truncated body can only be caught by the SHA-256.
+
+    Raises:
+        ChecksumError: wrong size or SHA-256; the ``.part`` file is deleted.
+        DownloadError: no network, an HTTP error, or too many interruptions; the message gives the URL
+            and the exact path where the file can be placed by hand. What arrived stays in ``.part``
+            and the next call resumes from it.
+    """
+    return _download(url, Path(dest), sha256=sha256, size=size, progress=progress, retries=retries,
+                     timeout=timeout)
+
+
+def _download(url: str, dest: Path, sha256: Optional[str], size: Optional[int], progress: bool,
+              retries: int = 3, timeout: float = 30.0) -> Path:
+    dest = Path(dest).expanduser()
+    part = dest.with_suffix(dest.suffix + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    last_reason = ""
+    for _attempt in range(retries + 1):
+        try:
+            _fetch_once(url, part, size, progress, timeout, desc=dest.name)
+            break
+        except _Interrupted as e:
+            last_reason = e.reason
+        except DownloadError as e:
+            raise DownloadError(f"{e}\n" + _manual_hint(url, dest)) from e.__cause__
+    else:
+        have = part.stat().st_size if part.exists() else 0
+        raise DownloadError(
+            f"download of {url} was interrupted {retries + 1} times ({last_reason}); "
+            f"{have:,} bytes are kept in {part} and the next attempt resumes from there.\n"
+            + _manual_hint(url, dest)
+        )
+    if not part.exists():  # an empty body never opened the file
+        part.touch()
+    try:
+        verify_file(part, sha256=sha256, size=size)
+    except ChecksumError as e:
+        part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"download of {url} failed verification; the downloaded file was deleted.\n{e}"
+        ) from None
+    os.replace(part, dest)
+    return dest
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------
+_NESTING_KEYS = ("model", "state_dict", "model_state_dict", "module")
+
+
+def _unwrap(obj: object) -> object:
+    """Peel off training-checkpoint wrappers: ``{"model": sd, "optimizer": ...}``, ``{"state_dict": sd}``."""
+    for _ in range(4):
+        if not isinstance(obj, Mapping) or any(isinstance(v, Tensor) for v in obj.values()):
+            return obj
+        for key in _NESTING_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+        else:
+            return obj
+    return obj
+
+
+def _strip_prefix(state: Dict[str, Tensor], prefix: str) -> Dict[str, Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return OrderedDict((k[len(prefix):], v) for k, v in state.items())
+    return state
+
+
+def load_state_dict(path: PathLike) -> Dict[str, Tensor]:
+    """Read a checkpoint file into a ``{name: tensor}`` dict on the CPU.
+
+    Uses ``torch.load(path, map_location="cpu", weights_only=True)``: only tensors and plain containers
+    are unpickled, so a file cannot run code while loading. Common wrappers are removed: a nested
+    ``"model"`` / ``"state_dict"`` entry, and the ``"module."`` prefix that DataParallel/DDP add.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: the file holds other pickled objects (it was not loaded).
+        CheckpointError: the file is truncated, corrupt, or not a dict of tensors.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = _torch_reason(e)
+        if re.search(r"\bglobal\b|unsupported class", str(e), re.IGNORECASE):
+            raise UnsafeCheckpointError(
+                f"{path} contains pickled objects other than tensors, which could run code when loaded; "
+                "samkit refused to load it (torch.load with weights_only=True). If you made the file "
+                "yourself and trust it, re-save only its state dict: torch.save(model.state_dict(), path).\n"
+                f"torch said: {reason}"
+            ) from e
+        raise CheckpointError(
+            f"{path} is corrupt or truncated and could not be read ({reason}). "
+            "Delete it and download it again."
+        ) from e
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+        size = path.stat().st_size
+        raise CheckpointError(
+            f"{path} ({size:,} bytes) is corrupt or truncated and could not be read "
+            f"({type(e).__name__}: {_torch_reason(e)}). Delete it and download it again."
+        ) from e
+    obj = _unwrap(obj)
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict (a dict of tensors)")
+    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+    if bad:
+        shown = ", ".join(repr(k) for k in bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise CheckpointError(f"{path} is not a plain state dict: entries {shown} are not tensors")
+    return _strip_prefix(OrderedDict(obj), "module.")
+
+
+def _torch_reason(error: BaseException) -> str:
+    """The informative line of a torch.load error (its messages run to many lines of general advice)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or line.lower().startswith("unsupported"):
+            return line
+    return lines[0] if lines else "no details"
+
+
+def _find_key(state: Mapping[str, Tensor], suffix: str) -> Optional[str]:
+    """The shortest key ending with ``suffix`` (so a bare encoder's keys are found too)."""
+    hits = [k for k in state if k == suffix or k.endswith("." + suffix)]
+    return min(hits, key=len) if hits else None
+
+
+_WIDTH_TO_MODEL = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 192: "tiny"}
+
+
+def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
+    """Guess which samkit model a state dict belongs to, from its image encoder.
+
+    Returns ``(name or None, evidence)``. The ViT patch embedding width identifies the official models
+    (768 -> vit_b, 1024 -> vit_l, 1280 -> vit_h; 192 -> samkit's tiny); an encoder built from TinyViT
+    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t.
+    """
+    if any(re.search(r"(^|\.)image_encoder\.layers\.\d", k) for k in state) or (
+        _find_key(state, "patch_embed.seq.0.c.weight") is not None
+    ):
+        return "vit_t", "a TinyViT image encoder ('image_encoder.layers.*')"
+    key = _find_key(state, "patch_embed.proj.weight")
+    if key is None:
+        return None, "no image encoder patch embedding found"
+    width = int(state[key].shape[0])
+    blocks = {m.group(1) for k in state for m in [re.search(r"blocks\.(\d+)\.", k)] if m}
+    evidence = f"patch embedding width {width}" + (f", {len(blocks)} blocks" if blocks else "")
+    return _WIDTH_TO_MODEL.get(width), evidence
+
+
+@dataclass
+class LoadResult:
+    """What :func:`load_into` skipped with ``strict=False`` (field names as in torch's result)."""
+
+    missing_keys: List[str]
+    unexpected_keys: List[str]
+
+
+def _group(keys: Iterable[str], limit: int) -> List[str]:
+    """Lines ``prefix (n): a, b, c, ... (+k more)`` grouping keys by their top-level module."""
+    groups: Dict[str, List[str]] = OrderedDict()
+    for key in keys:
+        head, _, rest = key.partition(".")
+        groups.setdefault(head if rest else "(top level)", []).append(rest or key)
+    lines = []
+    for head, rests in groups.items():
+        shown = ", ".join(rests[:limit])
+        more = f", ... (+{len(rests) - limit} more)" if len(rests) > limit else ""
+        lines.append(f"    {head} ({len(rests)}): {shown}{more}")
+    return lines
+
+
+def _mismatch_message(source: str, model: nn.Module, missing: List[str], unexpected: List[str],
+                      shapes: List[Tuple[str, torch.Size, torch.Size]], state: Mapping[str, Tensor],
+                      model_state: Mapping[str, Tensor], limit: int = 6) -> str:
+    lines = [f"{source} does not fit {type(model).__name__}:"]
+    if missing:
+        lines.append(f"  missing keys ({len(missing)}), in the model but not in the checkpoint:")
+        lines += _group(missing, limit)
+    if unexpected:
+        lines.append(f"  unexpected keys ({len(unexpected)}), in the checkpoint but not in the model:")
+        lines += _group(unexpected, limit)
+    if shapes:
+        lines.append(f"  shape mismatches ({len(shapes)}), checkpoint vs model:")
+        for key, got, want in shapes[:limit]:
+            lines.append(f"    {key}: {list(got)} vs {list(want)}")
+        if len(shapes) > limit:
+            lines.append(f"    ... (+{len(shapes) - limit} more)")
+    ckpt_name, ckpt_why = guess_model_name(state)
+    model_name, model_why = guess_model_name(model_state)
+    if ckpt_name is not None:
+        lines.append(f"  The checkpoint looks like {ckpt_name} ({ckpt_why}); the model looks like "
+                     f"{model_name or 'none of the known models'} ({model_why}).")
+        if ckpt_name != model_name:
+            lines.append(f"  Build the matching model, e.g. samkit.build_model({ckpt_name!r}), to load it.")
+    else:
+        lines.append(f"  Could not tell which model the checkpoint belongs to ({ckpt_why}).")
+    return "\n".join(lines)
+
+
+def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], PathLike],
+              strict: bool = True) -> LoadResult:
+    """Copy a checkpoint into ``model`` (any ``nn.Module``), explaining any mismatch in one error.
+
+    Args:
+        model: the module to fill; its parameters and persistent buffers are overwritten in place.
+        state_dict_or_path: a ``{name: tensor}`` mapping, or a checkpoint file read with
+            :func:`load_state_dict`.
+        strict: if True, any missing key, unexpected key or shape mismatch raises; if False, missing and
+            unexpected keys are skipped and reported in the result, but a shape mismatch still raises
+            (as ``nn.Module.load_state_dict`` does).
+
+    Raises:
+        StateDictMismatchError: listing missing keys, unexpected keys and shape mismatches grouped by
+            top-level module, and guessing which model the checkpoint was made for. Nothing is copied.
+    """
+    if isinstance(state_dict_or_path, (str, os.PathLike)):
+        source = f"checkpoint {Path(state_dict_or_path).name!r}"
+        state = load_state_dict(state_dict_or_path)
+    elif isinstance(state_dict_or_path, Mapping):
+        source = "the state dict"
+        state = state_dict_or_path
+    else:
+        raise TypeError(f"expected a state dict or a file path, got {type(state_dict_or_path).__name__}")
+
+    model_state = model.state_dict()
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    shapes = [(k, state[k].shape, model_state[k].shape) for k in model_state
+              if k in state and state[k].shape != model_state[k].shape]
+    if shapes or (strict and (missing or unexpected)):
+        raise StateDictMismatchError(
+            _mismatch_message(source, model, missing, unexpected, shapes, state, model_state)
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in model_state}, strict=False)
+    return LoadResult(missing_keys=missing, unexpected_keys=unexpected)

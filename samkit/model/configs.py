@@ -1,0 +1,115 @@
+"""Every constant the SAM paper and the official code fix, in one place.
+
+Each model name maps to a :class:`SamConfig`. The official configurations (``vit_b``, ``vit_l``,
+``vit_h``) and MobileSAM's ``vit_t`` match the official repositories parameter for parameter, so
+their checkpoints load with ``strict=True``. ``tiny`` is samkit's own small configuration for CPU
+teaching: the same design at a quarter of the resolution and a fraction of the width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+# Pixel statistics (ImageNet, on 0-255 RGB input). They are buffers of the model, not saved in checkpoints.
+PIXEL_MEAN: Tuple[float, float, float] = (123.675, 116.28, 103.53)
+PIXEL_STD: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+# Logits above this threshold are foreground.
+MASK_THRESHOLD: float = 0.0
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """The ViT image encoder (paper §3, appendix A: an MAE-pretrained ViT with windowed attention)."""
+
+    img_size: int = 1024           # input side after resize + pad
+    patch_size: int = 16           # 1024 / 16 = 64x64 tokens
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    window_size: int = 14          # windowed blocks attend within 14x14 windows
+    global_attn_indexes: Tuple[int, ...] = (2, 5, 8, 11)  # these blocks attend globally
+    out_chans: int = 256           # the neck projects to the decoder's width
+    use_rel_pos: bool = True       # decomposed relative position bias (MViTv2)
+
+
+@dataclass(frozen=True)
+class TinyViTConfig:
+    """MobileSAM's TinyViT-5M image encoder (vit_t)."""
+
+    img_size: int = 1024
+    embed_dims: Tuple[int, ...] = (64, 128, 160, 320)
+    depths: Tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: Tuple[int, ...] = (2, 4, 5, 10)
+    window_sizes: Tuple[int, ...] = (7, 7, 14, 7)
+    mlp_ratio: float = 4.0
+    mbconv_expand_ratio: float = 4.0
+    local_conv_size: int = 3
+    out_chans: int = 256
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Prompt encoder + two-way transformer + mask decoder."""
+
+    prompt_embed_dim: int = 256    # width of every token and of the image embedding
+    transformer_depth: int = 2
+    transformer_mlp_dim: int = 2048
+    transformer_num_heads: int = 8
+    attention_downsample_rate: int = 2
+    num_multimask_outputs: int = 3  # plus one single-mask token
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    mask_in_chans: int = 16
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    name: str
+    encoder: object  # ViTConfig or TinyViTConfig
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    @property
+    def img_size(self) -> int:
+        return self.encoder.img_size
+
+    @property
+    def embedding_size(self) -> int:
+        """Side of the image embedding grid (64 for the official models)."""
+        if isinstance(self.encoder, ViTConfig):
+            return self.encoder.img_size // self.encoder.patch_size
+        return self.encoder.img_size // 16  # TinyViT downsamples 4x, then 2x three times but the last stage
+
+    @property
+    def low_res_size(self) -> int:
+        """Side of the decoder's low-res mask logits (256 for the official models)."""
+        return 4 * self.embedding_size
+
+
+CONFIGS = {
+    "vit_b": SamConfig("vit_b", ViTConfig(embed_dim=768, depth=12, num_heads=12,
+                                          global_attn_indexes=(2, 5, 8, 11))),
+    "vit_l": SamConfig("vit_l", ViTConfig(embed_dim=1024, depth=24, num_heads=16,
+                                          global_attn_indexes=(5, 11, 17, 23))),
+    "vit_h": SamConfig("vit_h", ViTConfig(embed_dim=1280, depth=32, num_heads=16,
+                                          global_attn_indexes=(7, 15, 23, 31))),
+    "vit_t": SamConfig("vit_t", TinyViTConfig()),
+    # samkit's CPU teaching model: 256 px input, 8 px patches (a 32x32 embedding grid), 128 channels.
+    "tiny": SamConfig(
+        "tiny",
+        ViTConfig(img_size=256, patch_size=8, embed_dim=192, depth=6, num_heads=3, window_size=8,
+                  global_attn_indexes=(2, 5), out_chans=128),
+        DecoderConfig(prompt_embed_dim=128, transformer_mlp_dim=512, transformer_num_heads=4,
+                      iou_head_hidden_dim=128),
+    ),
+}
+
+MODEL_NAMES = tuple(CONFIGS)
+
+
+def get_config(name: str) -> SamConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None

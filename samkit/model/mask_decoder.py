@@ -1,0 +1,91 @@
+"""The mask decoder (paper §3): output tokens + prompt tokens through the two-way transformer, then
+the image embedding is upscaled 4x and each mask token, through its own 3-layer MLP (a
+hypernetwork), becomes the weights of a dot product with every upscaled pixel.
+
+There are 4 mask tokens: token 0 is used when one mask is wanted (several prompts remove the
+ambiguity), tokens 1-3 give the three ambiguity-aware masks (whole, part, subpart). An extra IoU token
+predicts each mask's IoU with the object.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple, Type
+
+import torch
+from torch import nn
+
+from .common import MLP, LayerNorm2d
+
+
+class MaskDecoder(nn.Module):
+    def __init__(self, *, transformer_dim: int, transformer: nn.Module, num_multimask_outputs: int = 3,
+                 activation: Type[nn.Module] = nn.GELU, iou_head_depth: int = 3,
+                 iou_head_hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        # 64x64 x C -> 256x256 x C/8 (two transposed convolutions, each 2x)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            activation(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens))
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
+                multimask_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predict masks for ``B`` prompts.
+
+        Args:
+            image_embeddings: ``1 x C x 64 x 64`` (shared by all prompts) or ``B x C x 64 x 64``.
+            image_pe: ``1 x C x 64 x 64``.
+            sparse_prompt_embeddings: ``B x K x C``; dense_prompt_embeddings: ``B x C x 64 x 64``.
+        Returns:
+            ``B x 3 x 256 x 256`` logits and ``B x 3`` IoU predictions when ``multimask_output``,
+            else ``B x 1 x 256 x 256`` and ``B x 1`` (token 0).
+        """
+        masks, iou_pred = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
+                                             dense_prompt_embeddings)
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, sl], iou_pred[:, sl]
+
+    def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                      sparse_prompt_embeddings: torch.Tensor,
+                      dense_prompt_embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """All 4 masks: ``B x 4 x 256 x 256`` logits and ``B x 4`` IoU predictions."""
+        B = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # 5 x C
+        output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings.to(output_tokens.dtype)], dim=1)
+
+        if image_embeddings.shape[0] == B:
+            src = image_embeddings
+        elif image_embeddings.shape[0] == 1:
+            src = image_embeddings.expand(B, -1, -1, -1)
+        else:
+            raise ValueError(f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or {B} "
+                             "(one per prompt)")
+        src = src + dense_prompt_embeddings
+        pos_src = image_pe.expand(B, -1, -1, -1)
+        b, c, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
+
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))  # B x C/8 x 4h x 4w
+        hyper_in: List[torch.Tensor] = [mlp(mask_tokens_out[:, i, :])
+                                        for i, mlp in enumerate(self.output_hypernetworks_mlps)]
+        hyper = torch.stack(hyper_in, dim=1)                                        # B x 4 x C/8
+        b, c, h, w = upscaled.shape
+        masks = (hyper @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred

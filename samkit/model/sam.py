@@ -1,0 +1,121 @@
+"""SAM: image encoder + prompt encoder + mask decoder, and the image pre/post-processing.
+
+Parameter names follow the official checkpoints (``image_encoder.``, ``prompt_encoder.``,
+``mask_decoder.``); the pixel mean/std are buffers that are not saved, exactly as in the official code,
+so ``sam_vit_b_01ec64.pth`` and ``mobile_sam.pt`` load with ``strict=True``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, SamConfig, TinyViTConfig, get_config
+from .image_encoder import ImageEncoderViT
+from .mask_decoder import MaskDecoder
+from .prompt_encoder import PromptEncoder
+from .transformer import TwoWayTransformer
+
+
+class Sam(nn.Module):
+    mask_threshold: float = MASK_THRESHOLD
+    image_format: str = "RGB"
+
+    def __init__(self, image_encoder: nn.Module, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder,
+                 config: SamConfig | None = None) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.config = config
+        self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def img_size(self) -> int:
+        return self.image_encoder.img_size
+
+    @property
+    def name(self) -> str:
+        return self.config.name if self.config is not None else "custom"
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x 3 x h x w`` float 0-255 (long side already ``img_size``) -> normalised, zero-padded
+        right/bottom to ``B x 3 x img_size x img_size``."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        h, w = x.shape[-2:]
+        return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
+
+    def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, ...],
+                          original_size: Tuple[int, ...]) -> torch.Tensor:
+        """``B x C x 256 x 256`` low-res logits -> ``B x C x H x W`` logits in the original frame:
+        upsample to the padded input, crop the padding, resize to the original size."""
+        masks = F.interpolate(masks, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        masks = masks[..., : input_size[0], : input_size[1]]
+        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+    def encode_prompts_and_decode(self, image_embeddings: torch.Tensor, point_coords=None, point_labels=None,
+                                  boxes=None, mask_input=None, multimask_output: bool = True
+                                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Prompt encoder + mask decoder in one call (prompts in the input frame).
+
+        Returns ``B x M x 256 x 256`` low-res logits and ``B x M`` IoU predictions (M = 3 or 1).
+        """
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        return self.mask_decoder(image_embeddings=image_embeddings, image_pe=self.prompt_encoder.get_dense_pe(),
+                                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                 multimask_output=multimask_output)
+
+    @torch.no_grad()
+    def forward(self, batched_input: List[Dict[str, Any]], multimask_output: bool) -> List[Dict[str, torch.Tensor]]:
+        """The official end-to-end call: a list of dicts with ``image`` (3 x h x w, already resized),
+        ``original_size`` and optional ``point_coords``/``point_labels``/``boxes``/``mask_inputs``."""
+        input_images = torch.stack([self.preprocess(x["image"]) for x in batched_input], dim=0)
+        embeddings = self.image_encoder(input_images)
+        outputs = []
+        for record, emb in zip(batched_input, embeddings):
+            low_res, iou = self.encode_prompts_and_decode(
+                emb.unsqueeze(0), record.get("point_coords"), record.get("point_labels"),
+                record.get("boxes"), record.get("mask_inputs"), multimask_output)
+            masks = self.postprocess_masks(low_res, record["image"].shape[-2:], record["original_size"])
+            outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou,
+                            "low_res_logits": low_res})
+        return outputs
+
+
+def build_sam(config: SamConfig, drop_path_rate: float = 0.0) -> Sam:
+    """Build a randomly initialised SAM of the given configuration."""
+    enc = config.encoder
+    if isinstance(enc, TinyViTConfig):
+        from .tiny_vit import TinyViT
+
+        image_encoder: nn.Module = TinyViT(
+            img_size=enc.img_size, in_chans=3, embed_dims=enc.embed_dims, depths=enc.depths,
+            num_heads=enc.num_heads, window_sizes=enc.window_sizes, mlp_ratio=enc.mlp_ratio,
+            mbconv_expand_ratio=enc.mbconv_expand_ratio, local_conv_size=enc.local_conv_size,
+            out_chans=enc.out_chans, drop_path_rate=drop_path_rate)
+    else:
+        image_encoder = ImageEncoderViT(
+            img_size=enc.img_size, patch_size=enc.patch_size, embed_dim=enc.embed_dim, depth=enc.depth,
+            num_heads=enc.num_heads, mlp_ratio=enc.mlp_ratio, out_chans=enc.out_chans,
+            use_rel_pos=enc.use_rel_pos, window_size=enc.window_size,
+            global_attn_indexes=enc.global_attn_indexes, drop_path_rate=drop_path_rate)
+    dec = config.decoder
+    e = config.embedding_size
+    prompt_encoder = PromptEncoder(embed_dim=dec.prompt_embed_dim, image_embedding_size=(e, e),
+                                   input_image_size=(enc.img_size, enc.img_size), mask_in_chans=dec.mask_in_chans)
+    mask_decoder = MaskDecoder(
+        transformer_dim=dec.prompt_embed_dim,
+        transformer=TwoWayTransformer(depth=dec.transformer_depth, embedding_dim=dec.prompt_embed_dim,
+                                      num_heads=dec.transformer_num_heads, mlp_dim=dec.transformer_mlp_dim,
+                                      attention_downsample_rate=dec.attention_downsample_rate),
+        num_multimask_outputs=dec.num_multimask_outputs, iou_head_depth=dec.iou_head_depth,
+        iou_head_hidden_dim=dec.iou_head_hidden_dim)
+    return Sam(image_encoder, prompt_encoder, mask_decoder, config)

@@ -1,0 +1,318 @@
+"""The predictor: compute an image's embedding once, then answer prompts in milliseconds.
+
+Same semantics as the official ``SamPredictor`` (resize the long side with ``int(x + 0.5)``
+rounding, pad right/bottom, +0.5 point shift in the prompt encoder, a padding point when there is no
+box, 256x256 mask-input logits, multimask slicing, threshold 0.0). Beyond it: input checks with
+clear errors, several images at once (:meth:`Predictor.set_images` / :meth:`Predictor.predict_batch`)
+with ragged point prompts padded by label -1, and an :class:`~samkit.cache.EmbeddingCache` so that
+setting an image the model has already seen costs no encoder pass.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .cache import EmbeddingCache, image_key
+from .model.sam import Sam
+from .transforms import ResizeLongestSide
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Check an image and bring it to ``H x W x 3`` uint8 RGB.
+
+    Grayscale (``H x W`` or ``H x W x 1``) is repeated to three channels; RGBA drops its alpha channel.
+    Anything else (floats, other channel counts, empty images) raises a ``ValueError``/``TypeError``.
+    """
+    if isinstance(image, torch.Tensor):
+        raise TypeError("image must be a numpy array (H x W x 3 uint8); for tensors use set_torch_image")
+    if not isinstance(image, np.ndarray):
+        try:  # PIL images and the like
+            image = np.asarray(image)
+        except Exception as exc:  # pragma: no cover
+            raise TypeError(f"image must be a numpy array, got {type(image).__name__}") from exc
+    if image.dtype != np.uint8:
+        hint = " (for floats in [0, 1] use (image * 255).round().astype(np.uint8))" if image.dtype.kind == "f" else ""
+        raise TypeError(f"image must be uint8 with values 0-255, got dtype {image.dtype}{hint}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3:
+        raise ValueError(f"image must be H x W x 3, got shape {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    elif image.shape[2] != 3:
+        raise ValueError(f"image must have 3 channels (RGB), got {image.shape[2]} (shape {image.shape})")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    return np.ascontiguousarray(image)
+
+
+def check_prompts(original_size: Tuple[int, int], point_coords=None, point_labels=None, box=None,
+                  mask_input=None, mask_input_size: Optional[Tuple[int, int]] = None) -> None:
+    """Validate prompts given in original-image pixels; raise a ``ValueError`` naming the problem."""
+    H, W = original_size
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels must be given together")
+    if point_coords is not None:
+        pc, pl = np.asarray(point_coords), np.asarray(point_labels)
+        if pc.ndim != 2 or pc.shape[1] != 2:
+            raise ValueError(f"point_coords must be N x 2 (x, y), got shape {pc.shape}")
+        if pl.ndim != 1 or pl.shape[0] != pc.shape[0]:
+            raise ValueError(f"point_labels must have one label per point: {pc.shape[0]} points, labels of shape {pl.shape}")
+        if not np.isin(pl, (-1, 0, 1)).all():
+            raise ValueError(f"point_labels must be 1 (foreground), 0 (background) or -1 (padding), got {np.unique(pl)}")
+        if not np.isfinite(pc).all():
+            raise ValueError("point_coords contain NaN or inf")
+        outside = (pc[:, 0] < 0) | (pc[:, 0] > W) | (pc[:, 1] < 0) | (pc[:, 1] > H)
+        outside &= pl != -1
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise ValueError(f"point {i} at (x={pc[i, 0]:g}, y={pc[i, 1]:g}) lies outside the image "
+                             f"(width {W}, height {H})")
+    if box is not None:
+        b = np.asarray(box, dtype=float)
+        if b.shape not in ((4,), (1, 4)):
+            raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got shape {b.shape}")
+        x0, y0, x1, y1 = b.reshape(4)
+        if x1 < x0 or y1 < y0:
+            raise ValueError(f"box must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0, got {b.reshape(4).tolist()}")
+    if mask_input is not None and mask_input_size is not None:
+        m = np.asarray(mask_input)
+        if m.shape != (1, *mask_input_size):
+            raise ValueError(f"mask_input must be 1 x {mask_input_size[0]} x {mask_input_size[1]} low-res logits "
+                             f"(the low_res_logits of a previous predict), got shape {m.shape}")
+
+
+class Predictor:
+    """Efficient repeated prompting of one image (or a batch of images).
+
+    Args:
+        model: a :class:`~samkit.model.Sam`.
+        cache: an :class:`EmbeddingCache`; ``None`` makes a private in-memory one, ``False`` disables caching.
+    """
+
+    def __init__(self, model: Sam, cache: Union[EmbeddingCache, None, bool] = None) -> None:
+        self.model = model
+        self.transform = ResizeLongestSide(model.img_size)
+        if cache is None or cache is True:
+            cache = EmbeddingCache()
+        self.cache: Optional[EmbeddingCache] = None if cache is False else cache
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def mask_input_size(self) -> Tuple[int, int]:
+        return tuple(self.model.prompt_encoder.mask_input_size)
+
+    # ------------------------------------------------------------------ images
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Compute (or fetch from the cache) the embedding of an ``H x W x 3`` uint8 image."""
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        image = as_rgb_uint8(image)
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        input_image = self.transform.apply_image(image)
+        input_torch = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
+        self.set_torch_image(input_torch, image.shape[:2])
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: Tuple[int, ...]) -> None:
+        """``1 x 3 x h x w`` image already resized so its long side is ``img_size``."""
+        if transformed_image.ndim != 4 or transformed_image.shape[1] != 3 or \
+                max(transformed_image.shape[2:]) != self.model.img_size:
+            raise ValueError(f"set_torch_image expects 1 x 3 x h x w with long side {self.model.img_size}, "
+                             f"got {tuple(transformed_image.shape)}")
+        self.reset_image()
+        self.original_size = tuple(int(s) for s in original_image_size)
+        self.input_size = tuple(transformed_image.shape[-2:])
+        self.features = self._embed(transformed_image)
+        self.is_image_set = True
+
+    def _embed(self, transformed_image: torch.Tensor) -> torch.Tensor:
+        key = image_key(self.model, transformed_image) if self.cache is not None else None
+        if key is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached.to(self.device)
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            features = self.model.image_encoder(self.model.preprocess(transformed_image.float()))
+        self.model.train(was_training)
+        if key is not None:
+            self.cache.put(key, features)
+        return features
+
+    @torch.no_grad()
+    def set_images(self, images: Sequence[np.ndarray]) -> None:
+        """Embed several images at once (one encoder batch for those not in the cache)."""
+        if len(images) == 0:
+            raise ValueError("set_images needs at least one image")
+        self.reset_image()
+        feats: List[Optional[torch.Tensor]] = []
+        todo, inputs, sizes, in_sizes, keys = [], [], [], [], []
+        for i, img in enumerate(images):
+            img = as_rgb_uint8(img)
+            t = torch.as_tensor(self.transform.apply_image(img), device=self.device).permute(2, 0, 1)[None]
+            sizes.append(tuple(img.shape[:2]))
+            in_sizes.append(tuple(t.shape[-2:]))
+            key = image_key(self.model, t) if self.cache is not None else None
+            cached = self.cache.get(key) if key is not None else None
+            feats.append(cached.to(self.device) if cached is not None else None)
+            if cached is None:
+                todo.append(i)
+                inputs.append(self.model.preprocess(t.float()))
+                keys.append(key)
+        if todo:
+            was_training = self.model.training
+            self.model.eval()
+            out = self.model.image_encoder(torch.cat(inputs))
+            self.model.train(was_training)
+            for j, i in enumerate(todo):
+                feats[i] = out[j: j + 1]
+                if keys[j] is not None:
+                    self.cache.put(keys[j], out[j: j + 1])
+        self.features = torch.cat(feats)  # B x C x h x w
+        self.original_sizes, self.input_sizes = sizes, in_sizes
+        self.original_size, self.input_size = sizes[0], in_sizes[0]
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current embedding, ``1 x C x 64 x 64`` (``B x ...`` after :meth:`set_images`)."""
+        self._require_image()
+        return self.features
+
+    def reset_image(self) -> None:
+        self.is_image_set = False
+        self.features: Optional[torch.Tensor] = None
+        self.original_size: Optional[Tuple[int, int]] = None
+        self.input_size: Optional[Tuple[int, int]] = None
+        self.original_sizes: List[Tuple[int, int]] = []
+        self.input_sizes: List[Tuple[int, int]] = []
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise RuntimeError("no image is set: call set_image(image) before predict()")
+
+    # ----------------------------------------------------------------- prompts
+    def predict(self, point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
+                box: Optional[np.ndarray] = None, mask_input: Optional[np.ndarray] = None,
+                multimask_output: bool = True, return_logits: bool = False
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for one set of prompts on the current image; prompts in original pixels.
+
+        Args:
+            point_coords: ``N x 2`` (x, y); point_labels: ``N`` (1 foreground, 0 background).
+            box: ``4`` XYXY; mask_input: ``1 x 256 x 256`` logits from a previous call.
+        Returns:
+            masks ``C x H x W`` (bool, or float logits with ``return_logits``), IoU predictions ``C``, and
+            low-res logits ``C x 256 x 256``; C = 3 with ``multimask_output`` else 1.
+        """
+        self._require_image()
+        if self.features.shape[0] != 1:
+            raise RuntimeError("several images are set: use predict_batch()")
+        check_prompts(self.original_size, point_coords, point_labels, box, mask_input, self.mask_input_size)
+        coords_t = labels_t = box_t = mask_t = None
+        if point_coords is not None:
+            coords = self.transform.apply_coords(np.asarray(point_coords), self.original_size)
+            coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
+            labels_t = torch.as_tensor(np.asarray(point_labels), dtype=torch.int, device=self.device)[None]
+        if box is not None:
+            b = self.transform.apply_boxes(np.asarray(box, dtype=float), self.original_size)
+            box_t = torch.as_tensor(b, dtype=torch.float, device=self.device)[None, :]
+        if mask_input is not None:
+            mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float, device=self.device)[None]
+        masks, iou, low_res = self.predict_torch(coords_t, labels_t, box_t, mask_t, multimask_output, return_logits)
+        return masks[0].cpu().numpy(), iou[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def predict_torch(self, point_coords: Optional[torch.Tensor] = None, point_labels: Optional[torch.Tensor] = None,
+                      boxes: Optional[torch.Tensor] = None, mask_input: Optional[torch.Tensor] = None,
+                      multimask_output: bool = True, return_logits: bool = False
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batched prompts for the current image, already in the input frame (see ``transform``).
+
+        Args:
+            point_coords: ``B x N x 2``; point_labels: ``B x N``; boxes: ``B x 4``; mask_input: ``B x 1 x 256 x 256``.
+        Returns:
+            ``B x C x H x W`` masks, ``B x C`` IoU predictions, ``B x C x 256 x 256`` low-res logits.
+        """
+        self._require_image()
+        low_res, iou = self.model.encode_prompts_and_decode(
+            self.features, point_coords, point_labels, boxes, mask_input, multimask_output)
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou, low_res
+
+    @torch.no_grad()
+    def predict_batch(self, point_coords: Optional[Sequence[Optional[np.ndarray]]] = None,
+                      point_labels: Optional[Sequence[Optional[np.ndarray]]] = None,
+                      boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
+                      multimask_output: bool = True, return_logits: bool = False
+                      ) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """One prompt set per image set by :meth:`set_images` (in original pixels), decoded in one call.
+
+        Images with the same number of points share one decoder call. Returns one ``(masks, iou, low_res)``
+        per image, equal to what :meth:`predict` gives for each image alone.
+        """
+        self._require_image()
+        B = self.features.shape[0]
+        sizes = self.original_sizes or [self.original_size]
+        in_sizes = self.input_sizes or [self.input_size]
+        point_coords = list(point_coords) if point_coords is not None else [None] * B
+        point_labels = list(point_labels) if point_labels is not None else [None] * B
+        boxes = list(boxes) if boxes is not None else [None] * B
+        if not (len(point_coords) == len(point_labels) == len(boxes) == B):
+            raise ValueError(f"give one prompt set per image: {B} images set")
+        has_points = any(p is not None for p in point_coords)
+        has_boxes = any(b is not None for b in boxes)
+        if has_boxes and not all(b is not None for b in boxes):
+            raise ValueError("predict_batch needs a box for every image or for none")
+        if not has_points and not has_boxes:
+            raise ValueError("predict_batch needs point prompts or boxes")
+        # Transform every prompt to its image's input frame.
+        per_image = []
+        for i in range(B):
+            c = l = b = None
+            if point_coords[i] is not None:
+                check_prompts(sizes[i], point_coords[i], point_labels[i])
+                c = self.transform.apply_coords(np.asarray(point_coords[i], dtype=float), sizes[i])
+                l = np.asarray(point_labels[i], dtype=np.int64)
+            if has_boxes:
+                check_prompts(sizes[i], box=boxes[i])
+                b = self.transform.apply_boxes(np.asarray(boxes[i], dtype=float), sizes[i])[0]
+            per_image.append((c, l, b))
+        # Padding tokens take part in attention, so images are grouped by their number of points and
+        # each group is decoded in one call: results equal one-by-one prediction exactly.
+        groups: dict = {}
+        for i, (c, _, _) in enumerate(per_image):
+            groups.setdefault(0 if c is None else len(c), []).append(i)
+        out: List[Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]] = [None] * B
+        for n, idx in groups.items():
+            coords_t = labels_t = boxes_t = None
+            if n > 0:
+                coords_t = torch.as_tensor(np.stack([per_image[i][0] for i in idx]), dtype=torch.float,
+                                           device=self.device)
+                labels_t = torch.as_tensor(np.stack([per_image[i][1] for i in idx]), dtype=torch.int,
+                                           device=self.device)
+            if has_boxes:
+                boxes_t = torch.as_tensor(np.stack([per_image[i][2] for i in idx]), dtype=torch.float,
+                                          device=self.device)
+            if coords_t is None and boxes_t is None:
+                raise ValueError(f"image {idx[0]} has neither points nor a box")
+            low_res, iou = self.model.encode_prompts_and_decode(self.features[idx], coords_t, labels_t, boxes_t,
+                                                                None, multimask_output)
+            for j, i in enumerate(idx):
+                m = self.model.postprocess_masks(low_res[j: j + 1], in_sizes[i], sizes[i])[0]
+                if not return_logits:
+                    m = m > self.model.mask_threshold
+                out[i] = (m.cpu().numpy(), iou[j].float().cpu().numpy(), low_res[j].float().cpu().numpy())
+        return out
