@@ -95,13 +95,15 @@ CONFIGS = {
     "vit_h": SamConfig("vit_h", ViTConfig(embed_dim=1280, depth=32, num_heads=16,
                                           global_attn_indexes=(7, 15, 23, 31))),
     "vit_t": SamConfig("vit_t", TinyViTConfig()),
-    # samkit's CPU teaching model: 256 px input, 8 px patches (a 32x32 embedding grid), 128 channels.
+    # samkit's CPU teaching model: 256 px input, 8 px patches (a 32x32 embedding grid, 128x128 low-res
+    # masks), a 128-wide 6-block ViT (~1.2 M parameters) and a 64-wide decoder. Sized so that training it
+    # from scratch on a 2-core CPU is practical: ~12 GFLOP per image for the encoder's forward+backward.
     "tiny": SamConfig(
         "tiny",
-        ViTConfig(img_size=256, patch_size=8, embed_dim=192, depth=6, num_heads=3, window_size=8,
-                  global_attn_indexes=(2, 5), out_chans=128),
-        DecoderConfig(prompt_embed_dim=128, transformer_mlp_dim=512, transformer_num_heads=4,
-                      iou_head_hidden_dim=128),
+        ViTConfig(img_size=256, patch_size=8, embed_dim=128, depth=6, num_heads=4, window_size=8,
+                  global_attn_indexes=(2, 5), out_chans=64),
+        DecoderConfig(prompt_embed_dim=64, transformer_mlp_dim=256, transformer_num_heads=4,
+                      iou_head_hidden_dim=64),
     ),
 }
 

@@ -25,7 +25,7 @@ def test_shapes(model, image):
     p = samkit.Predictor(model)
     p.set_image(image)
     assert p.input_size == (192, 256) and p.original_size == (120, 160)
-    assert p.get_image_embedding().shape == (1, 128, 32, 32)
+    assert p.get_image_embedding().shape == (1, 64, 32, 32)
     masks, iou, low = p.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]))
     assert masks.shape == (3, 120, 160) and masks.dtype == bool
     assert iou.shape == (3,) and low.shape == (3, 128, 128)

@@ -1,0 +1,593 @@
+"""Generated scenes with exact instance masks, written in SA-1B's format.
+
+SA-1B may not be redistributed, so the kit trains its embedded model, runs its tests and fills its samples
+with generated look-alikes. Each scene is a "dead leaves" picture: shapes fall one after another onto a
+textured background and hide what lies under them; each instance mask is the **visible** part of a
+shape after all later shapes are drawn.
+
+* Shapes: ellipses, polygons (convex and star-like), smooth Fourier blobs, thresholded smooth noise
+  (irregular, sometimes with holes), rounded rectangles, thin bent bands (stems, cables, limbs), rings and
+  shapes with holes, an animal silhouette (scikit-image's ``horse``), and large "stuff" regions with a
+  wavy edge (floor, table, sky).
+* Appearance: textures cut from scikit-image's bundled images at a random scale, rotation and flip, or
+  flat colours; colour jitter (brightness, contrast, saturation, tint, channel order), occasional linear
+  shading and round "3-D" shading, soft drop shadows, a textured (sometimes defocused) background, then a
+  global light gradient, blur and sensor noise; JPEG compression when written.
+* Scale: object sizes from a few pixels to half the image, many small ones and a few large ones, in
+  clutter and heavy occlusion. Masks smaller than ``min_area`` pixels are dropped.
+
+Evaluation photos are kept out of training: the texture pool excludes by default the scikit-image photos
+that samkit evaluates on (``coins``, ``astronaut``, ``coffee``, ``chelsea``, and ``cat``, which is the
+same photo as ``chelsea``). Pass ``exclude=`` to change the list.
+
+:class:`SceneGenerator` draws scenes in memory (deterministic in ``(seed, index)``), for training on the
+fly; :func:`generate_scenes` writes them to disk as ``sa_<id>.jpg`` + ``sa_<id>.json``, readable by
+:class:`samkit.data.sa1b.SA1B`. ``python -m samkit.data.synthetic --samples`` rewrites the small samples
+committed under ``data/samples/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.draw import polygon as draw_polygon
+
+__all__ = [
+    "SceneGenerator",
+    "generate_scenes",
+    "texture_names",
+    "DEFAULT_EXCLUDE",
+    "TEXTURE_SOURCES",
+    "write_sa1b_record",
+]
+
+PathLike = Union[str, os.PathLike]
+
+#: scikit-image photos used for evaluation, never as training textures (``cat`` is ``chelsea``).
+DEFAULT_EXCLUDE: Tuple[str, ...] = ("coins", "astronaut", "coffee", "chelsea", "cat")
+
+#: every bundled (offline) scikit-image picture usable as a texture.
+TEXTURE_SOURCES: Tuple[str, ...] = (
+    "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee", "coins",
+    "colorwheel", "grass", "gravel", "hubble_deep_field", "immunohistochemistry", "logo",
+    "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
+)
+
+_TEXTURE_CACHE: Dict[str, List[np.ndarray]] = {}
+_HORSE: Optional[np.ndarray] = None
+
+
+def texture_names(exclude: Sequence[str] = DEFAULT_EXCLUDE) -> List[str]:
+    """The texture pool: :data:`TEXTURE_SOURCES` without ``exclude``."""
+    unknown = set(exclude) - set(TEXTURE_SOURCES)
+    if unknown:
+        raise ValueError(f"unknown scikit-image texture names in exclude: {sorted(unknown)}; "
+                         f"known: {list(TEXTURE_SOURCES)}")
+    return [n for n in TEXTURE_SOURCES if n not in set(exclude)]
+
+
+def _load_texture(name: str) -> List[np.ndarray]:
+    """A pyramid (full, 1/2, 1/4 resolution) of float32 H x W x 3 images in [0, 1]."""
+    if name in _TEXTURE_CACHE:
+        return _TEXTURE_CACHE[name]
+    import skimage.data
+
+    img = np.asarray(getattr(skimage.data, name)())
+    img = img.astype(np.float32)
+    if img.max() > 1.5:
+        img /= 255.0
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.shape[2] == 4:  # RGBA (logo): composite on white
+        alpha = img[:, :, 3:4]
+        img = img[:, :, :3] * alpha + (1.0 - alpha)
+    img = np.clip(img, 0.0, 1.0)
+    while max(img.shape[:2]) > 1100:  # large pictures (retina) are halved for speed
+        img = _halve(img)
+    levels = [np.ascontiguousarray(img)]
+    for _ in range(2):
+        levels.append(_halve(levels[-1]))
+    _TEXTURE_CACHE[name] = levels
+    return levels
+
+
+def _halve(img: np.ndarray) -> np.ndarray:
+    h, w = (img.shape[0] // 2) * 2, (img.shape[1] // 2) * 2
+    img = img[:h, :w]
+    return np.ascontiguousarray(0.25 * (img[0::2, 0::2] + img[1::2, 0::2] + img[0::2, 1::2] + img[1::2, 1::2]))
+
+
+def _horse() -> np.ndarray:
+    global _HORSE
+    if _HORSE is None:
+        import skimage.data
+
+        _HORSE = ~np.asarray(skimage.data.horse()).astype(bool)  # the horse is dark on white
+        rows, cols = np.nonzero(_HORSE)
+        _HORSE = _HORSE[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    return _HORSE
+
+
+@lru_cache(maxsize=64)
+def _smooth_upsample_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """n_out x n_in matrix that enlarges a 1-D signal smoothly (Gaussian weights, rows sum to 1).
+
+    ``A @ small @ B.T`` enlarges a 2-D array; two small matrix products are much faster than
+    ``scipy.ndimage.zoom``.
+    """
+    pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    w = np.exp(-0.5 * ((pos[:, None] - np.arange(n_in)[None, :]) / 0.7) ** 2)
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _smooth_upsample(small: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Enlarge an h' x w' (x C) array to h x w with :func:`_smooth_upsample_matrix`."""
+    a = _smooth_upsample_matrix(h, small.shape[0])
+    b = _smooth_upsample_matrix(w, small.shape[1])
+    if small.ndim == 2:
+        return a @ small @ b.T
+    return np.stack([a @ np.ascontiguousarray(small[:, :, c]) @ b.T for c in range(small.shape[2])], axis=2)
+
+
+def _soft_shadow(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian-blurred float copy of ``mask``, blurred at reduced resolution when ``sigma`` is large."""
+    f = max(1, int(sigma // 2))
+    small = mask[::f, ::f].astype(np.float32)
+    small = ndimage.gaussian_filter(small, sigma / f, truncate=2.0)
+    if f == 1:
+        return small
+    return _smooth_upsample(small, mask.shape[0], mask.shape[1])
+
+
+def _reflect(x: np.ndarray, n: int) -> np.ndarray:
+    """Mirror coordinates into [0, n - 1] (texture tiled by reflection, no seams)."""
+    if x.size and x.min() >= 0 and x.max() <= n - 1:
+        return x
+    period = 2 * (n - 1) if n > 1 else 1
+    x = np.mod(x, period)
+    return np.where(x > n - 1, period - x, x)
+
+
+def _sample_bilinear(tex: np.ndarray, u: np.ndarray, v: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """Bilinear (or nearest) samples of ``tex`` (H x W x 3) at float columns ``u`` and rows ``v`` -> N x 3."""
+    h, w = tex.shape[:2]
+    u = _reflect(u, w)
+    v = _reflect(v, h)
+    if nearest:
+        return tex.reshape(-1, 3)[(v + 0.5).astype(np.int32).clip(0, h - 1) * w
+                                  + (u + 0.5).astype(np.int32).clip(0, w - 1)]
+    u0 = np.minimum(u.astype(np.int32), w - 2) if w > 1 else np.zeros(u.shape, np.int32)
+    v0 = np.minimum(v.astype(np.int32), h - 2) if h > 1 else np.zeros(v.shape, np.int32)
+    du = (u - u0).astype(np.float32)[:, None]
+    dv = (v - v0).astype(np.float32)[:, None]
+    flat = tex.reshape(-1, 3)
+    i00 = v0 * w + u0
+    top = flat[i00] * (1 - du) + flat[i00 + 1] * du
+    bottom = flat[i00 + w] * (1 - du) + flat[i00 + w + 1] * du
+    return top * (1 - dv) + bottom * dv
+
+
+class SceneGenerator:
+    """Draws dead-leaves scenes with exact visible-instance masks, deterministically.
+
+    Arguments:
+        size: side of the square image in pixels.
+        seed: the scene with ``(seed, index)`` is always the same.
+        exclude: scikit-image picture names kept out of the texture pool (default: the evaluation photos).
+        min_objects, max_objects: how many shapes fall on each scene (before occlusion).
+        min_area: drop visible masks smaller than this many pixels (default: 0.02% of the image, >= 16).
+
+    ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order.
+    """
+
+    def __init__(self, size: int = 512, seed: int = 0, exclude: Sequence[str] = DEFAULT_EXCLUDE,
+                 min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None) -> None:
+        if size < 32:
+            raise ValueError(f"size must be >= 32, got {size}")
+        if not 1 <= min_objects <= max_objects:
+            raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+        self.size = int(size)
+        self.seed = int(seed)
+        self.exclude = tuple(exclude)
+        self.textures = texture_names(self.exclude)
+        if not self.textures:
+            raise ValueError("exclude leaves no texture")
+        self.min_objects = min_objects
+        self.max_objects = max_objects
+        self.min_area = int(min_area) if min_area is not None else max(16, int(2e-4 * size * size))
+
+    def preload(self) -> "SceneGenerator":
+        """Load every texture of the pool now (the first scenes are otherwise slower)."""
+        for name in self.textures:
+            _load_texture(name)
+        _horse()
+        return self
+
+    # ------------------------------------------------------------------ appearance
+    def _colour_fn(self, rng: np.random.Generator, big: bool = False):
+        """A function (rows, cols) -> N x 3 colours in [0, 1] for one object (texture or flat)."""
+        s = self.size
+        if rng.random() < (0.8 if big else 0.7):
+            name = self.textures[rng.integers(len(self.textures))]
+            levels = _load_texture(name)
+            scale = float(np.exp(rng.uniform(np.log(0.35), np.log(2.5))))  # texture px per image px
+            level = 0
+            while level < 2 and scale > 1.6:
+                scale /= 2.0
+                level += 1
+            tex = levels[level]
+            nearest = scale >= 0.8  # not enlarged: nearest samples look the same after the final blur
+            theta = rng.uniform(0, 2 * np.pi) if rng.random() < 0.6 else rng.integers(4) * np.pi / 2
+            flip = -1.0 if rng.random() < 0.5 else 1.0
+            c, si = float(np.cos(theta) * scale), float(np.sin(theta) * scale)
+            tu, tv = float(rng.uniform(0, tex.shape[1])), float(rng.uniform(0, tex.shape[0]))
+            perm = rng.permutation(3) if rng.random() < 0.25 else np.arange(3)
+            grey = tex[0, 0, 0] == tex[0, 0, 1] and tex[-1, -1, 0] == tex[-1, -1, 2]
+            tint = rng.uniform(0.35, 1.0, 3).astype(np.float32) if (grey and rng.random() < 0.6) else None
+
+            def colours(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+                x = flip * cols.astype(np.float32)
+                y = rows.astype(np.float32)
+                out = _sample_bilinear(tex, c * x - si * y + tu, si * x + c * y + tv, nearest)[:, perm]
+                if tint is not None:
+                    out = out * (tint / tint.max())
+                return out
+        else:
+            base = rng.uniform(0.05, 0.95, 3).astype(np.float32)
+            if rng.random() < 0.4:  # near-grey objects are common in real scenes
+                base[:] = base.mean() + 0.1 * (base - base.mean())
+            amp = rng.uniform(0.0, 0.05)
+
+            def colours(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+                out = np.broadcast_to(base, (len(rows), 3)).copy()
+                if amp > 0:
+                    out += rng.normal(0, amp, (len(rows), 1)).astype(np.float32)
+                return out
+
+        # colour jitter and shading
+        brightness = rng.uniform(0.65, 1.35)
+        contrast = rng.uniform(0.6, 1.4)
+        saturation = rng.uniform(0.3, 1.4)
+        gradient = rng.normal(0, 0.6, 2) / s if rng.random() < 0.35 else None
+        round_shade = rng.uniform(0.2, 0.6) if rng.random() < 0.25 else 0.0
+
+        def appearance(rows: np.ndarray, cols: np.ndarray, centre: Tuple[float, float], radius: float
+                       ) -> np.ndarray:
+            col = colours(rows, cols)
+            mean = col.mean(axis=0, keepdims=True)
+            grey = col.mean(axis=1, keepdims=True)
+            col = grey + saturation * (col - grey)
+            col = mean + contrast * (col - mean)
+            factor = np.full(len(rows), brightness, dtype=np.float32)
+            if gradient is not None:
+                factor *= 1.0 + (gradient[0] * (cols - centre[1]) + gradient[1] * (rows - centre[0]))
+            if round_shade:
+                r2 = ((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / max(radius, 1.0) ** 2
+                factor *= 1.0 - round_shade * np.minimum(r2, 1.0) + 0.15 * round_shade
+            return col * factor[:, None]
+
+        return appearance
+
+    # ------------------------------------------------------------------ shapes
+    def _shape(self, rng: np.random.Generator, radius: float) -> np.ndarray:
+        """A bool mask of one shape, about 2 * radius across (local frame)."""
+        r = max(radius, 1.5)
+        kind = rng.choice(
+            ["ellipse", "polygon", "blob", "noise", "roundrect", "band", "ring", "horse"],
+            p=[0.2, 0.18, 0.19, 0.13, 0.14, 0.09, 0.05, 0.02])
+        if kind == "band" and r < 6:
+            kind = "ellipse"
+        n = int(np.ceil(2 * r)) + 3
+        yy, xx = np.arange(n, dtype=np.float32)[:, None], np.arange(n, dtype=np.float32)[None, :]
+        yy -= (n - 1) / 2
+        xx -= (n - 1) / 2
+        theta = rng.uniform(0, np.pi)
+        ct, st = float(np.cos(theta)), float(np.sin(theta))
+        u = ct * xx + st * yy
+        v = -st * xx + ct * yy
+        aspect = float(np.exp(rng.uniform(np.log(0.3), 0)))
+        if kind == "ellipse":
+            mask = (u / r) ** 2 + (v / (r * aspect)) ** 2 <= 1.0
+        elif kind == "roundrect":
+            p = rng.uniform(3, 10)
+            mask = np.abs(u / r) ** p + np.abs(v / (r * aspect)) ** p <= 1.0
+        elif kind == "polygon":
+            k = int(rng.integers(3, 10))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+            rad = r * (rng.uniform(0.45, 1.0, k) if rng.random() < 0.5 else rng.uniform(0.85, 1.0, k))
+            mask = np.zeros((n, n), dtype=bool)
+            rr, cc = draw_polygon((n - 1) / 2 + rad * np.sin(ang) * aspect, (n - 1) / 2 + rad * np.cos(ang),
+                                  shape=(n, n))
+            mask[rr, cc] = True
+        elif kind == "blob":
+            ang = np.arctan2(v, u)
+            dist = np.sqrt(u ** 2 + (v / aspect) ** 2)
+            rho = np.ones_like(ang)
+            for k in range(2, 7):
+                rho += rng.uniform(0, 0.35 / k * 2) * np.cos(k * ang + rng.uniform(0, 2 * np.pi))
+            mask = dist <= 0.8 * r * rho
+        elif kind == "noise":
+            g = int(rng.integers(4, 9))
+            field = _smooth_upsample(rng.normal(0, 1, (g, g)).astype(np.float32), n, n)
+            field /= field.std() + 1e-6
+            fall = (xx ** 2 + yy ** 2) / (r ** 2)
+            mask = field - 2.2 * fall > rng.uniform(-1.2, 0.2)
+        elif kind == "band":
+            length = r * rng.uniform(1.0, 2.0)
+            n2 = int(np.ceil(2 * length)) + 3
+            yy, xx = np.arange(n2, dtype=np.float32)[:, None], np.arange(n2, dtype=np.float32)[None, :]
+            yy -= (n2 - 1) / 2
+            xx -= (n2 - 1) / 2
+            u = ct * xx + st * yy
+            v = -st * xx + ct * yy
+            thick = max(1.5, r * rng.uniform(0.05, 0.25))
+            amp = rng.uniform(0, 0.3) * length
+            wave = amp * np.sin(u / length * np.pi * rng.uniform(0.5, 2.0) + rng.uniform(0, 2 * np.pi))
+            taper = 1.0 - rng.uniform(0, 0.7) * (u / length + 1) / 2
+            mask = (np.abs(v - wave) <= thick * taper) & (np.abs(u) <= length)
+        elif kind == "ring":
+            outer = (u / r) ** 2 + (v / (r * aspect)) ** 2 <= 1.0
+            f = rng.uniform(0.3, 0.75)
+            du, dv = rng.uniform(-0.15, 0.15, 2) * r
+            inner = ((u - du) / (f * r)) ** 2 + ((v - dv) / (f * r * aspect)) ** 2 <= 1.0
+            mask = outer & ~inner
+        else:  # horse silhouette
+            horse = _horse()
+            zoom = 2 * r / max(horse.shape)
+            mask = ndimage.zoom(horse.astype(np.float32), zoom, order=1) > 0.5
+            if rng.random() < 0.5:
+                mask = mask[:, ::-1]
+        if kind in ("ellipse", "polygon", "blob", "roundrect") and rng.random() < 0.12 and r > 8:
+            # a hole (a handle, a doughnut, a gap between limbs)
+            hy, hx = rng.uniform(-0.3, 0.3, 2) * r
+            hr = rng.uniform(0.12, 0.3) * r
+            cy, cx = (mask.shape[0] - 1) / 2 + hy, (mask.shape[1] - 1) / 2 + hx
+            ry, rx = np.ogrid[0:mask.shape[0], 0:mask.shape[1]]
+            mask = mask & ((ry - cy) ** 2 + (rx - cx) ** 2 > hr ** 2)
+        return mask
+
+    def _stuff(self, rng: np.random.Generator) -> np.ndarray:
+        """A large region of the whole image bounded by a wavy line (floor, table top, sky)."""
+        s = self.size
+        cols = np.arange(s, dtype=np.float32)
+        edge = rng.uniform(0.25, 0.75) * s + rng.uniform(-0.2, 0.2) * (cols - s / 2)
+        for k in range(1, 4):
+            edge += rng.uniform(0, 0.04) * s / k * np.sin(2 * np.pi * k * cols / s + rng.uniform(0, 6.3))
+        rows = np.arange(s, dtype=np.float32)[:, None]
+        mask = rows >= edge[None, :]
+        k = int(rng.integers(4))
+        return np.rot90(mask, k).copy()
+
+    # ------------------------------------------------------------------ scene
+    def __call__(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        s = self.size
+        label = np.zeros((s, s), dtype=np.int16)  # 0 = background, k = object k (later is in front)
+
+        # 1. lay out every shape back to front on the label map; the appearance of each is drawn now
+        #    (so the random stream does not depend on visibility) and painted later, visible pixels only
+        background = self._colour_fn(rng, big=True)
+        defocus = rng.uniform(1.0, 3.0) if rng.random() < 0.4 else 0.0
+        looks = [None]     # appearance function of object k
+        places = [None]    # (centre, radius) of object k
+        shadows = []       # (k, top, left, soft shadow, strength)
+        n_obj = int(rng.integers(self.min_objects, self.max_objects + 1))
+        # radii: log-uniform, so many small shapes and few large ones (a few pixels to half the image)
+        radii = np.sort(np.exp(rng.uniform(np.log(0.012 * s), np.log(0.3 * s), n_obj)))[::-1]
+        # mostly large behind small, shuffled so that big shapes also occlude small ones
+        radii = radii[np.argsort(np.arange(n_obj) + rng.normal(0, n_obj * 0.15, n_obj))]
+        if rng.random() < 0.45:  # a "stuff" region first (floor, table, sky)
+            label[self._stuff(rng)] = 1
+            looks.append(self._colour_fn(rng, big=True))
+            places.append(((s / 2, s / 2), float(s)))
+        for radius in radii:
+            shape = self._shape(rng, float(radius))
+            h, w = shape.shape
+            cy, cx = rng.uniform(-0.1, 1.1, 2) * s
+            if len(places) > 2 and rng.random() < 0.5:  # clutter: rest on or beside an earlier shape
+                (py, px), pr = places[int(rng.integers(1, len(places)))]
+                if pr < s / 2:
+                    cy, cx = np.array([py, px]) + rng.normal(0, 0.6, 2) * pr
+            look = self._colour_fn(rng)
+            shadow = rng.random() < 0.3 and radius > 4
+            shadow_shift = (rng.normal(0, 0.25, 2) * radius).astype(int)
+            strength = rng.uniform(0.25, 0.6)
+            y0, x0 = int(round(cy - h / 2)), int(round(cx - w / 2))
+            ys, xs, ye, xe = max(y0, 0), max(x0, 0), min(y0 + h, s), min(x0 + w, s)
+            if ye <= ys or xe <= xs:
+                continue
+            local = shape[ys - y0: ye - y0, xs - x0: xe - x0]
+            if not local.any():
+                continue
+            k = len(looks)
+            label[ys:ye, xs:xe][local] = k
+            looks.append(look)
+            places.append(((cy, cx), float(radius)))
+            if shadow:
+                soft = _soft_shadow(local, max(1.0, 0.15 * float(radius)))
+                shadows.append((k, ys + shadow_shift[0], xs + shadow_shift[1], soft, strength))
+
+        # 2. paint the visible pixels of each label
+        canvas = np.empty((s, s, 3), dtype=np.float32)
+        flat = canvas.reshape(-1, 3)
+        order = np.argsort(label.ravel(), kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(label.ravel(), minlength=len(looks)))])
+        if defocus:  # a defocused background: drawn coarse, smoothed and enlarged
+            c = s // 4
+            rr, cc = np.divmod(np.arange(c * c), c)
+            small = background(rr * 4.0, cc * 4.0, (s / 2, s / 2), s).reshape(c, c, 3)
+            small = ndimage.gaussian_filter(small, (defocus / 4, defocus / 4, 0), truncate=2.0)
+            big = _smooth_upsample(small, s, s)
+            idx = order[bounds[0]: bounds[1]]
+            flat[idx] = big.reshape(-1, 3)[idx]
+        for k in range(0 if not defocus else 1, len(looks)):
+            idx = order[bounds[k]: bounds[k + 1]]
+            if len(idx) == 0:
+                continue
+            rr, cc = np.divmod(idx, s)
+            if k == 0:
+                flat[idx] = background(rr, cc, (s / 2, s / 2), s)
+            else:
+                flat[idx] = looks[k](rr, cc, *places[k])
+
+        # 3. shadows fall on what lies behind each shadowed shape
+        for k, top, left, soft, strength in shadows:
+            a0, b0 = max(top, 0), max(left, 0)
+            a1, b1 = min(top + soft.shape[0], s), min(left + soft.shape[1], s)
+            if a1 <= a0 or b1 <= b0:
+                continue
+            part = soft[a0 - top: a1 - top, b0 - left: b1 - left] * (label[a0:a1, b0:b1] < k)
+            canvas[a0:a1, b0:b1] *= (1.0 - strength * part)[:, :, None]
+
+        # 4. global light, white balance, blur (which also anti-aliases edges) and sensor noise
+        if rng.random() < 0.5:
+            g = rng.normal(0, 0.35, 2)
+            ramp = 1.0 + g[0] * (np.arange(s) / s - 0.5)[:, None] + g[1] * (np.arange(s) / s - 0.5)[None, :]
+            canvas *= ramp[:, :, None].astype(np.float32)
+        if rng.random() < 0.25:
+            canvas *= rng.uniform(0.85, 1.15, 3).astype(np.float32)
+        sigma = rng.uniform(0.4, 1.1)
+        canvas = ndimage.gaussian_filter(canvas, (sigma, sigma, 0), truncate=2.0)
+        noise = rng.uniform(0.0, 0.03)
+        if noise > 0.004:
+            canvas += noise * rng.standard_normal((s, s, 1), dtype=np.float32)
+        image = (np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+        counts = bounds[1:] - bounds[:-1]
+        keep = np.asarray([k for k in range(1, len(looks)) if counts[k] >= self.min_area], dtype=np.int16)
+        masks = label[None, :, :] == keep[:, None, None]
+        return image, masks
+
+
+def write_sa1b_record(out_dir: PathLike, image_id: int, image: np.ndarray, masks: np.ndarray,
+                      rng: Optional[np.random.Generator] = None, quality: int = 92) -> Path:
+    """Write ``sa_<image_id>.jpg`` + ``sa_<image_id>.json`` (SA-1B's schema) and return the JSON path.
+
+    ``bbox`` is ``pycocotools.mask.toBbox`` of the RLE (XYWH); ``point_coords`` one random pixel of the
+    mask; ``predicted_iou`` and ``stability_score`` 1.0; ``crop_box`` the whole image.
+    """
+    from pycocotools import mask as mask_utils
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = rng if rng is not None else np.random.default_rng(image_id)
+    h, w = image.shape[:2]
+    name = f"sa_{image_id}"
+    Image.fromarray(image).save(out_dir / f"{name}.jpg", quality=quality)
+    anns = []
+    if len(masks):
+        rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).view(np.uint8)))
+        boxes = mask_utils.toBbox(rles)
+        areas = mask_utils.area(rles)
+        for i, rle in enumerate(rles):
+            x0, y0, bw, bh = (int(v) for v in boxes[i])
+            for _ in range(50):  # a random pixel of the mask, by rejection inside its box
+                py, px = y0 + int(rng.integers(bh)), x0 + int(rng.integers(bw))
+                if masks[i, py, px]:
+                    break
+            else:
+                rr, cc = np.nonzero(masks[i])
+                j = int(rng.integers(len(rr)))
+                py, px = int(rr[j]), int(cc[j])
+            anns.append({
+                "id": int(image_id) * 1000 + i,
+                "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
+                "bbox": [float(v) for v in boxes[i]],
+                "area": int(areas[i]),
+                "predicted_iou": 1.0,
+                "stability_score": 1.0,
+                "crop_box": [0.0, 0.0, float(w), float(h)],
+                "point_coords": [[float(px), float(py)]],
+            })
+    record = {"image": {"image_id": int(image_id), "width": int(w), "height": int(h),
+                        "file_name": f"{name}.jpg"},
+              "annotations": anns}
+    path = out_dir / f"{name}.json"
+    with open(path, "w") as f:
+        json.dump(record, f)
+    return path
+
+
+def generate_scenes(out_dir: PathLike, n_images: int, size: int = 512, seed: int = 0,
+                    exclude: Sequence[str] = DEFAULT_EXCLUDE, start_id: int = 1, quality: int = 92,
+                    progress: bool = True, workers: int = 1, **kwargs) -> List[Path]:
+    """Write ``n_images`` generated scenes as an SA-1B folder (``sa_<id>.jpg`` + ``sa_<id>.json``).
+
+    Image ``start_id + i`` is ``SceneGenerator(size, seed, exclude, **kwargs)(i)``. The masks read back
+    by :class:`samkit.data.sa1b.SA1B` are exactly the generator's (RLE is lossless); the image is JPEG
+    (``quality``). ``workers > 1`` draws scenes in that many processes (same output). Returns the
+    JSON paths.
+    """
+    from tqdm.auto import tqdm
+
+    gen = SceneGenerator(size=size, seed=seed, exclude=exclude, **kwargs)
+    jobs = [(gen, Path(out_dir), start_id, seed, i, quality) for i in range(n_images)]
+    if workers > 1 and n_images > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+            it = pool.imap(_write_one, jobs, chunksize=4)
+            return list(tqdm(it, total=n_images, desc="scenes", disable=not progress))
+    return [_write_one(job) for job in tqdm(jobs, desc="scenes", disable=not progress)]
+
+
+def _write_one(job: Tuple["SceneGenerator", Path, int, int, int, int]) -> Path:
+    gen, out_dir, start_id, seed, i, quality = job
+    image, masks = gen(i)
+    return write_sa1b_record(out_dir, start_id + i, image, masks, rng=np.random.default_rng([seed, i, 1]),
+                             quality=quality)
+
+
+def write_samples(root: PathLike = "data/samples") -> None:
+    """Rewrite the committed samples: 3 scenes at 256 px and a 4 + 2 image parking layout at 320 x 240."""
+    from .parking import generate_parking
+
+    root = Path(root)
+    generate_scenes(root / "sa1b", 3, size=256, seed=0, progress=False)
+    generate_parking(root / "ndispark", n_train=4, n_val=2, size=(320, 240), seed=0, progress=False)
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate SA-1B-format scenes or the committed samples.")
+    parser.add_argument("--samples", action="store_true", help="rewrite data/samples (3 scenes, 4+2 lots)")
+    parser.add_argument("--out", default=None, help="output folder (default data/samples or runs/scenes)")
+    parser.add_argument("-n", "--n-images", type=int, default=10)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="processes for writing scenes")
+    parser.add_argument("--benchmark", action="store_true", help="time the generator (in memory and to disk)")
+    args = parser.parse_args(argv)
+    if args.samples:
+        write_samples(args.out or "data/samples")
+        return
+    if args.benchmark:
+        gen = SceneGenerator(args.size, args.seed).preload()
+        start = time.perf_counter()
+        n_masks = sum(len(gen(i)[1]) for i in range(1, args.n_images + 1))
+        dt = (time.perf_counter() - start) / args.n_images
+        print(f"{args.n_images} scenes at {args.size} px: {dt * 1000:.1f} ms/image in memory, "
+              f"{n_masks / args.n_images:.1f} masks/image; 1,000 images: {dt * 1000:.0f} s")
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            generate_scenes(tmp, args.n_images, size=args.size, seed=args.seed, progress=False,
+                            workers=args.workers)
+            dt = (time.perf_counter() - start) / args.n_images
+        print(f"written (JPEG + JSON, {args.workers} worker(s)): {dt * 1000:.1f} ms/image; "
+              f"1,000 images: {dt * 1000:.0f} s")
+        return
+    generate_scenes(args.out or "runs/scenes", args.n_images, size=args.size, seed=args.seed,
+                    workers=args.workers)
+
+
+if __name__ == "__main__":
+    _main()
