@@ -4,7 +4,8 @@ from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .sam import Sam, build_sam
+from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
 __all__ = ["CONFIGS", "MODEL_NAMES", "SamConfig", "get_config", "ImageEncoderViT", "MaskDecoder",
-           "PromptEncoder", "Sam", "build_sam", "TwoWayTransformer"]
+           "PromptEncoder", "Sam", "TinyViT", "build_sam", "TwoWayTransformer"]
