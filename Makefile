@@ -14,6 +14,7 @@ help:
 	@echo "make run          execute all notebooks with papermill into runs/<timestamp>/ (PARAMS='-p model vit_b')"
 	@echo "make test         unit, parity, notebook (nbval) and browser tests, offline on CPU"
 	@echo "make test-gpu     the notebooks' full course configuration on CUDA (when a GPU is present)"
+	@echo "make test-colab   the small notebooks in an environment with the versions Colab ships (slow; not in CI)"
 	@echo "make bench        speed benchmarks: samkit vs the official code on this machine"
 	@echo "make train-tiny   re-train the embedded tiny model (samkit train configs/tiny.yaml)"
 	@echo "make slides       build slides/index.html from the latest run"
@@ -44,6 +45,9 @@ bench: $(STAMP)
 
 train-tiny: $(STAMP)
 	$(PY) -m samkit.cli train configs/tiny.yaml
+
+test-colab: $(STAMP)
+	bash tests/colab/run_colab_env.sh
 
 slides: $(STAMP)
 	$(PY) -m samkit.slides

@@ -230,7 +230,8 @@ class Predictor:
         if mask_input is not None:
             mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float, device=self.device)[None]
         masks, iou, low_res = self.predict_torch(coords_t, labels_t, box_t, mask_t, multimask_output, return_logits)
-        return masks[0].cpu().numpy(), iou[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+        masks = masks[0] if masks.dtype == torch.bool else masks[0].float()
+        return masks.cpu().numpy(), iou[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
 
     @torch.no_grad()
     def predict_torch(self, point_coords: Optional[torch.Tensor] = None, point_labels: Optional[torch.Tensor] = None,
@@ -312,7 +313,6 @@ class Predictor:
                                                                 None, multimask_output)
             for j, i in enumerate(idx):
                 m = self.model.postprocess_masks(low_res[j: j + 1], in_sizes[i], sizes[i])[0]
-                if not return_logits:
-                    m = m > self.model.mask_threshold
+                m = m > self.model.mask_threshold if not return_logits else m.float()
                 out[i] = (m.cpu().numpy(), iou[j].float().cpu().numpy(), low_res[j].float().cpu().numpy())
         return out

@@ -7,11 +7,14 @@
 * :class:`SceneGenerator`, :func:`generate_scenes`: generated SA-1B look-alikes (SA-1B itself may not be
   redistributed).
 * :func:`generate_parking`: generated lots in NDISPark's layout.
+* :class:`BSDS500`, :func:`write_bsds_sample`: the edge-detection benchmark's layout.
+* :mod:`samkit.data.photos`: real photos held out of training, for zero-shot checks.
 
 Every item is a dict: ``image`` H x W x 3 uint8 RGB, ``masks`` N x H x W bool, ``boxes`` N x 4 float XYXY
 (original image pixels), ``image_id``, ``file``.
 """
-from . import prompts
+from . import photos, prompts
+from .bsds import BSDS500, download_bsds500, write_bsds_sample
 from .coco import COCOInstances
 from .parking import NDISPark, download_ndispark, generate_parking
 from .sa1b import SA1B, select_images
@@ -19,6 +22,10 @@ from .synthetic import SceneGenerator, generate_scenes
 
 __all__ = [
     "prompts",
+    "photos",
+    "BSDS500",
+    "download_bsds500",
+    "write_bsds_sample",
     "SA1B",
     "select_images",
     "COCOInstances",

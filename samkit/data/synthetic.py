@@ -183,7 +183,7 @@ class SceneGenerator:
         seed: the scene with ``(seed, index)`` is always the same.
         exclude: scikit-image picture names kept out of the texture pool (default: the evaluation photos).
         min_objects, max_objects: how many shapes fall on each scene (before occlusion).
-        min_area: drop visible masks smaller than this many pixels (default: 0.02% of the image, >= 16).
+        min_area: drop visible masks smaller than this many pixels (default: 0.05% of the image, >= 16).
 
     ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order.
     """
@@ -202,7 +202,7 @@ class SceneGenerator:
             raise ValueError("exclude leaves no texture")
         self.min_objects = min_objects
         self.max_objects = max_objects
-        self.min_area = int(min_area) if min_area is not None else max(16, int(2e-4 * size * size))
+        self.min_area = int(min_area) if min_area is not None else max(16, int(5e-4 * size * size))
 
     def preload(self) -> "SceneGenerator":
         """Load every texture of the pool now (the first scenes are otherwise slower)."""
@@ -380,8 +380,8 @@ class SceneGenerator:
         places = [None]    # (centre, radius) of object k
         shadows = []       # (k, top, left, soft shadow, strength)
         n_obj = int(rng.integers(self.min_objects, self.max_objects + 1))
-        # radii: log-uniform, so many small shapes and few large ones (a few pixels to half the image)
-        radii = np.sort(np.exp(rng.uniform(np.log(0.012 * s), np.log(0.3 * s), n_obj)))[::-1]
+        # radii: log-uniform, so many small shapes and few large ones (2% to 35% of the side)
+        radii = np.sort(np.exp(rng.uniform(np.log(0.02 * s), np.log(0.35 * s), n_obj)))[::-1]
         # mostly large behind small, shuffled so that big shapes also occlude small ones
         radii = radii[np.argsort(np.arange(n_obj) + rng.normal(0, n_obj * 0.15, n_obj))]
         if rng.random() < 0.45:  # a "stuff" region first (floor, table, sky)

@@ -95,15 +95,16 @@ CONFIGS = {
     "vit_h": SamConfig("vit_h", ViTConfig(embed_dim=1280, depth=32, num_heads=16,
                                           global_attn_indexes=(7, 15, 23, 31))),
     "vit_t": SamConfig("vit_t", TinyViTConfig()),
-    # samkit's CPU teaching model: 256 px input, 8 px patches (a 32x32 embedding grid, 128x128 low-res
-    # masks), a 128-wide 6-block ViT (~1.2 M parameters) and a 64-wide decoder. Sized so that training it
-    # from scratch on a 2-core CPU is practical: ~12 GFLOP per image for the encoder's forward+backward.
+    # samkit's CPU teaching model: 256 px input, 16 px patches (a 16x16 embedding grid, 64x64 low-res
+    # masks: the official models' 4 input pixels per low-res cell), a 192-wide 6-block ViT (2.7 M
+    # parameters) and a 96-wide decoder. Sized so that training it from scratch on a 2-core CPU is
+    # practical: ~4 GFLOP per image for the encoder's forward + backward.
     "tiny": SamConfig(
         "tiny",
-        ViTConfig(img_size=256, patch_size=8, embed_dim=128, depth=6, num_heads=4, window_size=8,
-                  global_attn_indexes=(2, 5), out_chans=64),
-        DecoderConfig(prompt_embed_dim=64, transformer_mlp_dim=256, transformer_num_heads=4,
-                      iou_head_hidden_dim=64),
+        ViTConfig(img_size=256, patch_size=16, embed_dim=192, depth=6, num_heads=6, window_size=8,
+                  global_attn_indexes=(2, 5), out_chans=96),
+        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
+                      iou_head_hidden_dim=96),
     ),
 }
 
