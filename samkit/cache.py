@@ -96,6 +96,8 @@ class EmbeddingCache:
 
     def put(self, key: str, embedding: torch.Tensor) -> None:
         emb = embedding.detach().to("cpu", torch.float32)
+        if self.directory is not None:  # keep what the disk holds, so a value never depends on eviction
+            emb = emb.to(torch.float16).to(torch.float32)
         self._remember(key, emb)
         if self.directory is not None:
             fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")

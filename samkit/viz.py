@@ -202,7 +202,8 @@ def plot_curves(records: Union[PathLike, Iterable[Mapping[str, Any]]], keys: Opt
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     if keys is None:
-        keys = sorted({k for r in rows for k in r if k != x})
+        keys = sorted({k for r in rows for k, v in r.items()
+                       if k != x and isinstance(v, (int, float)) and not isinstance(v, bool)})
     for key in keys:
         pts = [(r.get(x, i), r[key]) for i, r in enumerate(rows) if key in r and np.isfinite(r[key])]
         if not pts:
