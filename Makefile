@@ -44,7 +44,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_speed.py
 
 train-tiny: $(STAMP)
-	$(PY) -m samkit.cli train configs/tiny.yaml
+	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny.yaml
+	$(PY) -m samkit.model_card runs/tiny/checkpoint.pt --install
 
 test-colab: $(STAMP)
 	bash tests/colab/run_colab_env.sh
