@@ -124,6 +124,7 @@ class TrainConfig:
     max_steps: Optional[int] = None      # stop after this many optimiser steps (overrides epochs)
     batch_size: int = 1                  # images per optimiser step, over all processes and micro-batches
     masks_per_image: int = 8             # prompts (masks) per image per step (paper: at most 64)
+    min_mask_area: int = 0               # skip masks under this many input-frame pixels (0: keep all)
     # optimiser (paper: AdamW, betas 0.9/0.999, lr 8e-4, wd 0.1)
     lr: float = 8e-4
     weight_decay: float = 0.1
@@ -280,8 +281,19 @@ def apply_overrides(values: Dict[str, Any], overrides: Sequence[str]) -> Dict[st
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a mapping")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _parse_value(raw)
     return values
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML, except that numbers YAML 1.1 leaves as text (``3e-4``) become floats."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def load_config(config: Union["TrainConfig", Dict[str, Any], str, os.PathLike],
@@ -741,7 +753,11 @@ def prompt_image(record: PreparedImage, cfg: TrainConfig, img_size: int, generat
                  device: torch.device) -> PromptedImage:
     """Draw this step's masks and first prompts for one image (all randomness from ``generator``)."""
     k = record.masks.shape[0]
-    pick = torch.randperm(k, generator=generator)[: min(cfg.masks_per_image, k)]
+    candidates = torch.arange(k)
+    if cfg.min_mask_area > 0:  # masks too small for the low-res logits to represent
+        candidates = torch.nonzero(record.masks.flatten(1).sum(1) >= cfg.min_mask_area).flatten()
+    n = len(candidates)
+    pick = candidates[torch.randperm(n, generator=generator)[: min(cfg.masks_per_image, n)]]
     gt = record.masks[pick].to(device)
     is_box = torch.rand(len(pick), generator=generator) < cfg.box_prob
     is_box_dev = is_box.to(device)

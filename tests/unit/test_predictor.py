@@ -84,7 +84,7 @@ def test_bad_prompts(model, image):
     with pytest.raises(ValueError, match="together"):
         p.predict(point_coords=np.array([[5, 10]]))
     with pytest.raises(ValueError, match="mask_input"):
-        p.predict(point_coords=np.array([[5, 10]]), point_labels=np.array([1]), mask_input=np.zeros((1, 64, 64)))
+        p.predict(point_coords=np.array([[5, 10]]), point_labels=np.array([1]), mask_input=np.zeros((1, 32, 32)))
 
 
 def test_cache_skips_the_encoder(model, image):
