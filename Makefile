@@ -45,7 +45,8 @@ bench: $(STAMP)
 
 train-tiny: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny.yaml
-	$(PY) -m samkit.model_card runs/tiny/checkpoint.pt --install
+	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny_phase2.yaml
+	$(PY) -m samkit.model_card runs/tiny_phase2/model.pth --install
 
 test-colab: $(STAMP)
 	bash tests/colab/run_colab_env.sh
