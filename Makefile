@@ -46,7 +46,7 @@ bench: $(STAMP)
 train-tiny: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny.yaml
 	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny_phase2.yaml
-	$(PY) -m samkit.model_card runs/tiny_phase2/model.pth --install
+	$(PY) -m samkit.model_card runs/tiny_phase2/model.pth --install --runs runs/tiny runs/tiny_phase2
 
 test-colab: $(STAMP)
 	bash tests/colab/run_colab_env.sh
