@@ -21,14 +21,7 @@ import numpy as np
 import torch
 
 
-def test_image(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (h + w)], -1)
-    for _ in range(6):
-        cx, cy, r = rng.integers(0, w), rng.integers(0, h), rng.integers(30, 120)
-        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.integers(0, 255, 3)
-    return np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+from samkit.testing import parity_image as test_image  # noqa: E402
 
 
 def main() -> None:

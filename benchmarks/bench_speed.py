@@ -45,7 +45,7 @@ IMAGE_HW = (480, 640)
 def make_checkpoint(path: Path):
     """The official vit_b with seeded random weights (as the parity tests build it), saved to ``path``."""
     from segment_anything import sam_model_registry
-    from tests.parity.conftest import randomize_
+    from samkit.testing import perturb_ as randomize_
 
     torch.manual_seed(0)
     official = randomize_(sam_model_registry["vit_b"]()).eval()

@@ -43,6 +43,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 
+from samkit.testing import parity_image, perturb_  # shared with the parity tests and benchmarks
+
 from samkit.device import autocast, autocast_dtype, describe_device, pick_device, synchronize
 
 __all__ = ["perturbed_model", "perturb_", "parity_image", "parity_prompts", "run_prompts", "compare_outputs", "check_parity",
@@ -72,28 +74,6 @@ def perturbed_model(name: str = "vit_b", seed: int = 0, std: float = 0.02) -> to
 
     torch.manual_seed(seed)
     return perturb_(samkit.build_model(name), seed, std).eval()
-
-
-def perturb_(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torch.nn.Module:
-    """Add seeded ``N(0, std)`` noise to every parameter of ``model`` in place; returns it."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * std)
-    return model
-
-
-def parity_image(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:
-    """An ``H x W x 3`` uint8 RGB picture with structure: colour ramps, a few filled discs, mild noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    img = np.stack([255 * xx / width, 255 * yy / height, 127 * (xx + yy) / (height + width)], axis=-1)
-    for _ in range(6):
-        cy, cx = rng.integers(0, height), rng.integers(0, width)
-        r = rng.integers(max(4, min(height, width) // 16), max(8, min(height, width) // 4))
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
-    img += rng.normal(0.0, 8.0, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def parity_prompts(height: int = 480, width: int = 640) -> List[Dict[str, Any]]:
