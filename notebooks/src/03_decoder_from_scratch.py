@@ -73,7 +73,7 @@ if real:
     sa1b_dir = Path(data_root)
 else:
     sa1b_dir = S.path("generated_sa1b")
-    generate_scenes(sa1b_dir, n_images + n_val + 4, size=scene_size, seed=seed, progress=False)
+    generate_scenes(sa1b_dir, 3 * (n_images + n_val), size=scene_size, seed=seed, progress=False)  # spare scenes: not all have n_masks masks
 data_note(real, "SA-1B", "Point data_root at an SA-1B folder (sa_*.jpg + sa_*.json) to train on the real thing.")
 dataset = SA1B(sa1b_dir)
 chosen = select_images(dataset, n_images=n_images + n_val, n_masks=n_masks, seed=seed)
