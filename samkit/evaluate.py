@@ -195,6 +195,16 @@ def _simulate_clicks(predictor, gt: np.ndarray, n_max: int, selection: str, reco
     return ious
 
 
+def _on_predictor(predictor, objects):
+    """Yield each object's mask with its image set on ``predictor`` (one ``set_image`` per image)."""
+    current = None
+    for index, image, gt in objects:
+        if current != index:
+            predictor.set_image(image)
+            current = index
+        yield gt
+
+
 def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
                   n_points: Sequence[int] = (1, 2, 3, 5, 9),
                   selection: Union[str, Sequence[str]] = ("confident", "oracle"),
@@ -224,11 +234,7 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
     predictor = _as_predictor(model_or_predictor)
     per_object = {s: {n: [] for n in n_points} for s in selections}
     objects, counts = _iterate_objects(dataset, max_objects, progress, "point prompts")
-    current = None
-    for index, image, gt in objects:
-        if current != index:
-            predictor.set_image(image)
-            current = index
+    for gt in _on_predictor(predictor, objects):
         for s in selections:
             ious = _simulate_clicks(predictor, gt, n_points[-1], s, n_points)
             for n in n_points:
@@ -252,11 +258,7 @@ def box_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]], max_objec
     predictor = _as_predictor(model_or_predictor)
     ious: List[float] = []
     objects, counts = _iterate_objects(dataset, max_objects, progress, "box prompts")
-    current = None
-    for index, image, gt in objects:
-        if current != index:
-            predictor.set_image(image)
-            current = index
+    for gt in _on_predictor(predictor, objects):
         box = masks_to_boxes_xyxy(torch.from_numpy(gt)[None])[0].numpy().astype(np.float64)
         masks, _, _ = predictor.predict(box=box, multimask_output=False)
         ious.append(mask_iou(masks[0], gt))
