@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import List, Tuple, Type
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
@@ -52,40 +53,65 @@ class MaskDecoder(nn.Module):
             ``B x 3 x 256 x 256`` logits and ``B x 3`` IoU predictions when ``multimask_output``,
             else ``B x 1 x 256 x 256`` and ``B x 1`` (token 0).
         """
-        masks, iou_pred = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
-                                             dense_prompt_embeddings)
         sl = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, sl], iou_pred[:, sl]
+        return self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
+                                  dense_prompt_embeddings, mask_slice=sl)
 
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
-                      sparse_prompt_embeddings: torch.Tensor,
-                      dense_prompt_embeddings: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """All 4 masks: ``B x 4 x 256 x 256`` logits and ``B x 4`` IoU predictions."""
+                      sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
+                      mask_slice: slice = slice(None)) -> Tuple[torch.Tensor, torch.Tensor]:
+        """All 4 masks (or those of ``mask_slice``): ``B x 4 x 256 x 256`` logits and ``B x 4`` IoU predictions.
+
+        When every prompt shares one image embedding and one dense embedding (no mask input: the
+        ``no_mask_embed`` broadcast), the image side enters the transformer once (batch 1) and only turns
+        into one copy per prompt after the first image-to-token attention: the same numbers as the
+        official code, which repeats the image for each prompt, at a fraction of the cost for batched prompts.
+        """
         B = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # 5 x C
         output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings.to(output_tokens.dtype)], dim=1)
 
-        if image_embeddings.shape[0] == B:
-            src = image_embeddings
-        elif image_embeddings.shape[0] == 1:
-            src = image_embeddings.expand(B, -1, -1, -1)
-        else:
+        if image_embeddings.shape[0] not in (1, B):
             raise ValueError(f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or {B} "
                              "(one per prompt)")
-        src = src + dense_prompt_embeddings
-        pos_src = image_pe.expand(B, -1, -1, -1)
-        b, c, h, w = src.shape
+        dense = dense_prompt_embeddings
+        if image_embeddings.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0):
+            src = image_embeddings + dense[:1]          # 1 x C x h x w, shared by the B prompts
+        else:
+            src = image_embeddings + dense              # B x C x h x w
+        h, w = src.shape[-2:]
 
-        hs, src = self.transformer(src, pos_src, tokens)
+        hs, src = self.transformer(src, image_pe, tokens)                           # src: B x hw x C
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
 
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))  # B x C/8 x 4h x 4w
-        hyper_in: List[torch.Tensor] = [mlp(mask_tokens_out[:, i, :])
-                                        for i, mlp in enumerate(self.output_hypernetworks_mlps)]
-        hyper = torch.stack(hyper_in, dim=1)                                        # B x 4 x C/8
-        b, c, h, w = upscaled.shape
-        masks = (hyper @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        iou_pred = self.iou_prediction_head(iou_token_out)
+        features = self.upscale(src, h, w)                                          # B x 16hw x C/8
+        idx = range(self.num_mask_tokens)[mask_slice]
+        hyper = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in idx],
+                            dim=1)                                                  # B x M x C/8
+        masks = features @ hyper.transpose(1, 2)                                    # B x 16hw x M
+        # blocked pixel order (i, j, di1, dj1, di2, dj2) -> rows 4i + 2 di1 + di2, columns 4j + 2 dj1 + dj2
+        masks = masks.reshape(B, h, w, 2, 2, 2, 2, len(idx)).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        masks = masks.reshape(B, len(idx), 4 * h, 4 * w)
+        iou_pred = self.iou_prediction_head(iou_token_out)[:, mask_slice]
         return masks, iou_pred
+
+    def upscale(self, src: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """``output_upscaling`` on image tokens: ``B x hw x C`` -> ``B x 16hw x C/8`` per-pixel features.
+
+        A transposed convolution with kernel 2 and stride 2 maps each input pixel to a 2 x 2 block through
+        one ``C -> 4 C'`` linear map, so both are done as matrix products on the token layout the
+        transformer leaves (no transposes), with the norm and activations per pixel in between. Pixels
+        come out in blocked order ``(i, j, di1, dj1, di2, dj2)``; :meth:`predict_masks` puts the (few) mask
+        planes back in raster order.
+        """
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        B = src.shape[0]
+        c1, c2 = up1.weight.shape[1], up2.weight.shape[1]
+        # C x C' x 2 x 2 -> (2 2 C') x C, the bias repeated for each of the 4 outputs of a pixel
+        w1 = up1.weight.permute(2, 3, 1, 0).reshape(4 * c1, -1)
+        y = F.linear(src, w1, up1.bias.repeat(4)).reshape(B, h * w * 4, c1)             # B x 4hw x C'
+        y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
+        w2 = up2.weight.permute(2, 3, 1, 0).reshape(4 * c2, -1)
+        return act2(F.linear(y, w2, up2.bias.repeat(4)).reshape(B, h * w * 16, c2))     # B x 16hw x C''

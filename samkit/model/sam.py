@@ -6,6 +6,7 @@ so ``sam_vit_b_01ec64.pth`` and ``mobile_sam.pt`` load with ``strict=True``.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, List, Tuple
 
 import torch
@@ -17,6 +18,18 @@ from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .transformer import TwoWayTransformer
+
+
+@functools.lru_cache(maxsize=32)
+def resize_matrix(n_low: int, n_padded: int, n_input: int, n_out: int) -> torch.Tensor:
+    """``n_out x n_low`` matrix of one axis of :meth:`Sam.postprocess_masks`: bilinear resize
+    (``align_corners=False``, as ``F.interpolate``) from ``n_low`` to ``n_padded``, keep the first
+    ``n_input``, bilinear resize to ``n_out``. Built by pushing an identity through the same calls."""
+    def along_rows(x: torch.Tensor, n: int) -> torch.Tensor:  # resize the first axis of a 2-D tensor
+        return F.interpolate(x[None, None], (n, x.shape[1]), mode="bilinear", align_corners=False)[0, 0]
+
+    eye = torch.eye(n_low, dtype=torch.float64)
+    return along_rows(along_rows(eye, n_padded)[:n_input], n_out).float()
 
 
 class Sam(nn.Module):
@@ -55,10 +68,19 @@ class Sam(nn.Module):
     def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, ...],
                           original_size: Tuple[int, ...]) -> torch.Tensor:
         """``B x C x 256 x 256`` low-res logits -> ``B x C x H x W`` logits in the original frame:
-        upsample to the padded input, crop the padding, resize to the original size."""
-        masks = F.interpolate(masks, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+        upsample to the padded input, crop the padding, resize to the original size.
+
+        The official code does this as two bilinear resizes and a crop. All three are linear and act on
+        rows and columns separately, so they compose into one ``H x 256`` row matrix and one ``W x 256``
+        column matrix: ``R @ masks @ C^T`` gives the same logits (to float rounding) without the
+        ``1024 x 1024`` intermediate.
+        """
+        rows = resize_matrix(masks.shape[-2], self.img_size, int(input_size[0]), int(original_size[0]))
+        cols = resize_matrix(masks.shape[-1], self.img_size, int(input_size[1]), int(original_size[1]))
+        rows, cols = rows.to(masks.device, masks.dtype), cols.to(masks.device, masks.dtype)
+        if rows.shape[0] <= cols.shape[0]:
+            return (rows @ masks) @ cols.T
+        return rows @ (masks @ cols.T)
 
     def encode_prompts_and_decode(self, image_embeddings: torch.Tensor, point_coords=None, point_labels=None,
                                   boxes=None, mask_input=None, multimask_output: bool = True

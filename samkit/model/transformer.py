@@ -19,7 +19,8 @@ from .common import MLPBlock
 class Attention(nn.Module):
     """Multi-head attention whose q/k/v projections may shrink the width by ``downsample_rate``.
 
-    ``q: B x Nq x C``, ``k, v: B x Nk x C`` -> ``B x Nq x C``.
+    ``q: B x Nq x C``, ``k, v: B x Nk x C`` -> ``B x Nq x C``; either side may have batch 1 (an image
+    embedding shared by B prompts): it is projected once and broadcast.
     """
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
@@ -39,6 +40,8 @@ class Attention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = self._split(self.q_proj(q)), self._split(self.k_proj(k)), self._split(self.v_proj(v))
+        b = max(q.shape[0], k.shape[0])  # an image side shared by B prompts arrives with batch 1
+        q, k, v = q.expand(b, -1, -1, -1), k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
@@ -71,19 +74,19 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q=q, k=q, v=queries)
         queries = self.norm1(queries)
         # (2) tokens attend to the image
-        q, k = queries + query_pe, keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
+        k = keys + key_pe  # the image side with its PE, unchanged until (4)
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q=queries + query_pe, k=k, v=keys))
         # (3) MLP on each token
         queries = self.norm3(queries + self.mlp(queries))
-        # (4) the image attends to the tokens
-        q, k = queries + query_pe, keys + key_pe
+        # (4) the image attends to the tokens (a shared batch-1 image becomes one per prompt here)
+        q = queries + query_pe
         keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
         return queries, keys
 
 
 class TwoWayTransformer(nn.Module):
-    """``image_embedding B x C x h x w``, ``image_pe`` same, ``point_embedding B x N x C`` ->
-    (``tokens B x N x C``, ``image B x hw x C``)."""
+    """``image_embedding B x C x h x w`` (or ``1 x C x h x w`` shared by the B prompts), ``image_pe
+    1 x C x h x w``, ``point_embedding B x N x C`` -> (``tokens B x N x C``, ``image B x hw x C``)."""
 
     def __init__(self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
                  activation: Type[nn.Module] = nn.ReLU, attention_downsample_rate: int = 2) -> None:

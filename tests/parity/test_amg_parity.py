@@ -110,21 +110,27 @@ def model_pair(official_vit_b, tmp_path_factory):
 
 
 def _assert_same_records(ref: list, out: list) -> None:
+    """Same masks, in the same order, with the same scores. Logits agree to ~1e-6 (the decoder's products are
+    summed in another order), so a pixel whose logit is that close to the threshold may flip: areas may differ
+    by a few pixels and segmentations must overlap with IoU >= 0.999."""
+    from pycocotools import mask as mask_utils
+
     assert len(out) == len(ref), (len(out), len(ref))
     assert len(ref) >= 2, "the case should produce several masks to be meaningful"
     for i, (a, b) in enumerate(zip(ref, out)):
         assert set(b) == set(a)
-        assert b["bbox"] == a["bbox"], i
         assert b["crop_box"] == a["crop_box"], i
-        assert b["area"] == a["area"], i
+        np.testing.assert_allclose(b["bbox"], a["bbox"], atol=1, err_msg=str(i))
+        assert abs(b["area"] - a["area"]) <= max(3, 1e-3 * a["area"]), (i, a["area"], b["area"])
         np.testing.assert_allclose(b["point_coords"], a["point_coords"], atol=1e-9)
         assert abs(b["predicted_iou"] - a["predicted_iou"]) <= 1e-4, i
-        assert abs(b["stability_score"] - a["stability_score"]) <= 1e-4, i
-        if isinstance(a["segmentation"], dict):
-            assert b["segmentation"] == a["segmentation"], i
-        else:
-            assert b["segmentation"].dtype == bool and b["segmentation"].shape == a["segmentation"].shape
-            assert np.array_equal(b["segmentation"], a["segmentation"]), (i, (b["segmentation"] != a["segmentation"]).sum())
+        assert abs(b["stability_score"] - a["stability_score"]) <= 1e-3, i
+        sa, sb = a["segmentation"], b["segmentation"]
+        if isinstance(sa, dict):
+            sa, sb = mask_utils.decode(sa).astype(bool), mask_utils.decode(sb).astype(bool)
+        assert sb.dtype == bool and sb.shape == sa.shape
+        union = (sa | sb).sum()
+        assert union == 0 or (sa & sb).sum() / union >= 0.999, (i, (sa != sb).sum())
 
 
 def test_amg_matches_official(model_pair):

@@ -137,4 +137,4 @@ def test_predictor_matches_official(official, checkpoint):
         # Masks are identical, except where the logit is within float noise of the threshold.
         differ = masks_m != masks_t
         assert not (differ & (np.abs(logits_t) > ATOL)).any(), f"{name}: masks differ"
-        assert differ.sum() <= 2, f"{name}: {differ.sum()} pixels differ"
+        assert differ.mean() <= 1e-4, f"{name}: {differ.sum()} pixels differ"
