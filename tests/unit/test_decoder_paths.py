@@ -1,0 +1,76 @@
+"""The decoder's fast paths compute the same numbers as the plain formulation they replace."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import samkit
+from samkit.model.sam import resize_matrix
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = samkit.build_model("tiny").eval()
+    with torch.no_grad():  # random, non-trivial decoder weights (biases included)
+        for p in model.mask_decoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("input_size,original_size", [((256, 192), (480, 360)), ((171, 256), (300, 449)),
+                                                      ((256, 256), (64, 64))])
+def test_postprocess_equals_two_bilinear_resizes(tiny, input_size, original_size):
+    low = torch.randn(2, 3, 64, 64) * 5
+    ref = F.interpolate(low, (tiny.img_size, tiny.img_size), mode="bilinear", align_corners=False)
+    ref = F.interpolate(ref[..., : input_size[0], : input_size[1]], original_size, mode="bilinear",
+                        align_corners=False)
+    out = tiny.postprocess_masks(low, input_size, original_size)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
+
+
+def test_resize_matrix_rows_sum_to_one():
+    m = resize_matrix(64, 256, 200, 333)
+    assert m.shape == (333, 64)
+    torch.testing.assert_close(m.sum(1), torch.ones(333))
+
+
+def _plain_upscale(decoder, src_tokens, h, w):
+    """The official formulation: tokens back to an image, then the transposed convolutions."""
+    b, n, c = src_tokens.shape
+    return decoder.output_upscaling(src_tokens.transpose(1, 2).reshape(b, c, h, w))
+
+
+def test_upscale_matches_transposed_convolutions(tiny):
+    dec = tiny.mask_decoder
+    h = w = tiny.config.embedding_size
+    src = torch.randn(2, h * w, dec.transformer_dim)
+    ref = _plain_upscale(dec, src, h, w)                                  # B x C'' x 4h x 4w
+    blocked = dec.upscale(src, h, w)                                      # B x 16hw x C''
+    c = blocked.shape[-1]
+    out = blocked.reshape(2, h, w, 2, 2, 2, 2, c).permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(2, c, 4 * h, 4 * w)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_shared_image_equals_one_copy_per_prompt(tiny, multimask):
+    pe = tiny.prompt_encoder
+    emb = torch.randn(1, pe.embed_dim, *pe.image_embedding_size)
+    pts = torch.rand(5, 2, 2) * tiny.img_size
+    labels = torch.tensor([[1, 0]] * 5)
+    sparse, dense = pe(points=(pts, labels), boxes=None, masks=None)
+    with torch.no_grad():
+        shared = tiny.mask_decoder(emb, pe.get_dense_pe(), sparse, dense, multimask)        # image batch 1
+        repeated = tiny.mask_decoder(emb.repeat(5, 1, 1, 1), pe.get_dense_pe(), sparse,
+                                     dense.contiguous(), multimask)                          # one copy each
+    assert shared[0].shape == (5, 3 if multimask else 1, 4 * emb.shape[-2], 4 * emb.shape[-1])
+    torch.testing.assert_close(shared[0], repeated[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(shared[1], repeated[1], atol=1e-5, rtol=1e-4)
+
+
+def test_decoder_rejects_wrong_image_batch(tiny):
+    pe = tiny.prompt_encoder
+    emb = torch.randn(2, pe.embed_dim, *pe.image_embedding_size)
+    sparse, dense = pe(points=(torch.rand(3, 1, 2) * 100, torch.ones(3, 1, dtype=torch.long)), boxes=None, masks=None)
+    with pytest.raises(ValueError, match="image_embeddings has batch 2"):
+        tiny.mask_decoder(emb, pe.get_dense_pe(), sparse, dense, True)
