@@ -16,7 +16,7 @@ help:
 	@echo "make test-gpu     the notebooks' full course configuration on CUDA (when a GPU is present)"
 	@echo "make test-colab   the small notebooks in an environment with the versions Colab ships (slow; not in CI)"
 	@echo "make bench        speed benchmarks: samkit vs the official code on this machine"
-	@echo "make train-tiny   re-train the embedded tiny model (samkit train configs/tiny.yaml)"
+	@echo "make train-tiny   re-train the embedded tiny model (configs/tiny.yaml, tiny_phase2, tiny_phase3)"
 	@echo "make slides       build slides/index.html from the latest run"
 
 $(STAMP): pyproject.toml
@@ -46,7 +46,8 @@ bench: $(STAMP)
 train-tiny: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny.yaml
 	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny_phase2.yaml
-	$(PY) -m samkit.model_card runs/tiny_phase2/model.pth --install --runs runs/tiny runs/tiny_phase2
+	OMP_NUM_THREADS=1 $(PY) -m samkit.cli train configs/tiny_phase3.yaml
+	$(PY) -m samkit.model_card runs/tiny_phase3/model.pth --install --runs runs/tiny runs/tiny_phase2 runs/tiny_phase3
 
 test-colab: $(STAMP)
 	bash tests/colab/run_colab_env.sh

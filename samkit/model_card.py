@@ -181,9 +181,10 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         "the official weights: `samkit.load_model(\"vit_b\")`.",
         "",
         "**How it was made.** `make train-tiny`: `samkit train configs/tiny.yaml`, then `samkit train "
-        "configs/tiny_phase2.yaml` (continues from the first phase's weights with a fresh schedule), on a 2-core "
-        "CPU, then `python -m samkit.model_card runs/tiny_phase2/model.pth --install --runs runs/tiny "
-        "runs/tiny_phase2`, which measured every figure below.",
+        "configs/tiny_phase2.yaml` and `configs/tiny_phase3.yaml` (each continues from the previous phase's "
+        "weights with a fresh schedule on fresh scenes), on a 2-core CPU, then `python -m samkit.model_card "
+        "runs/tiny_phase3/model.pth --install --runs runs/tiny runs/tiny_phase2 runs/tiny_phase3`, which "
+        "measured every figure below.",
         "",
         "| phase | config | data | steps | lr (peak, schedule) | time | loss start -> end |",
         "|---|---|---|---|---|---|---|",
