@@ -104,8 +104,9 @@ class TwoWayTransformer(nn.Module):
 
     def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
                 point_embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        image_embedding = image_embedding.flatten(2).permute(0, 2, 1)  # B x hw x C
-        image_pe = image_pe.flatten(2).permute(0, 2, 1)
+        # B x hw x C, contiguous: every later add, norm and projection then runs on dense rows
+        image_embedding = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        image_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries, keys = point_embedding, image_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, query_pe=point_embedding, key_pe=image_pe)
