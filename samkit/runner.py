@@ -167,9 +167,13 @@ def failing_cell(executed: Path) -> Optional[Dict[str, Any]]:
     return None
 
 
+CELL_TIMEOUT = 3600  # seconds: the longest cell of a full course run on a 2-core CPU takes about 10 minutes
+
+
 def run_notebook(notebook: Path, run_dir: Path, params: Dict[str, Any], kernel: str = KERNEL,
-                 progress: bool = True, log=print) -> Dict[str, Any]:
-    """Execute one notebook into ``run_dir``; returns its record for ``timings.json``."""
+                 progress: bool = True, log=print, cell_timeout: Optional[int] = CELL_TIMEOUT) -> Dict[str, Any]:
+    """Execute one notebook into ``run_dir``; returns its record for ``timings.json``. A cell that runs longer
+    than ``cell_timeout`` seconds fails the notebook (so that a stuck kernel cannot hang a batch run)."""
     import papermill as pm
 
     declared = declared_parameters(notebook)
@@ -187,7 +191,8 @@ def run_notebook(notebook: Path, run_dir: Path, params: Dict[str, Any], kernel: 
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(notebook), str(executed), parameters=use, kernel_name=kernel,
-                            cwd=str(notebook.parent), progress_bar=progress, log_output=False)
+                            cwd=str(notebook.parent), progress_bar=progress, log_output=False,
+                            execution_timeout=cell_timeout)
         record["status"] = "ok"
     except Exception as exc:  # papermill's PapermillExecutionError, a dead kernel, ...
         record["status"] = "failed"
@@ -250,7 +255,8 @@ def write_index(run_dir: Path, records: List[Dict[str, Any]], params: Dict[str, 
 
 
 def run(notebooks: Sequence[Path], out: Path, params: Dict[str, Any], kernel: str = KERNEL,
-        progress: bool = True, run_name: Optional[str] = None, log=print) -> Dict[str, Any]:
+        progress: bool = True, run_name: Optional[str] = None, log=print,
+        cell_timeout: Optional[int] = CELL_TIMEOUT) -> Dict[str, Any]:
     """Execute ``notebooks`` in order into ``out/<timestamp>``; stop at the first failure.
 
     Returns ``{"run_dir": Path, "records": [...], "ok": bool}``.
@@ -261,7 +267,8 @@ def run(notebooks: Sequence[Path], out: Path, params: Dict[str, Any], kernel: st
     records: List[Dict[str, Any]] = []
     ok = True
     for nb in notebooks:
-        record = run_notebook(nb, run_dir, parameters_for(nb, params), kernel=kernel, progress=progress, log=log)
+        record = run_notebook(nb, run_dir, parameters_for(nb, params), kernel=kernel, progress=progress, log=log,
+                              cell_timeout=cell_timeout)
         records.append(record)
         _write_timings(run_dir, records)
         if record["status"] != "ok":
@@ -298,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name (default: python3)")
     parser.add_argument("--name", default=None, help="run folder name (default: a timestamp)")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's progress bars")
+    parser.add_argument("--cell-timeout", type=int, default=CELL_TIMEOUT,
+                        help=f"fail a notebook whose cell runs longer than this many seconds (default {CELL_TIMEOUT})")
     return parser
 
 
@@ -311,7 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = run(books, Path(args.out), params, kernel=args.kernel, progress=not args.no_progress,
-                 run_name=args.name)
+                 run_name=args.name, cell_timeout=args.cell_timeout)
     return 0 if result["ok"] else 1
 
 

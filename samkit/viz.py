@@ -228,3 +228,16 @@ def save_figure(fig: Any, path: PathLike, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
     return path
+
+
+def figure_png(fig: Any, dpi: int = 80, close: bool = True) -> bytes:
+    """``fig`` as PNG bytes (for an ``ipywidgets.Image``), closing it by default."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, bbox_inches="tight", format="png")
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return buf.getvalue()

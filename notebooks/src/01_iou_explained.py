@@ -309,7 +309,7 @@ except ImportError:  # the static curve above shows the same thing
     widgets = None
 
 
-def show_shift(dx=0):
+def shift_picture(dx=0):
     moved = np.roll(obj, dx, axis=1)
     fig, ax = plt.subplots(figsize=(4, 4))
     viz.show_mask(obj, ax, color=(0.1, 0.4, 1.0, 0.5))
@@ -317,12 +317,14 @@ def show_shift(dx=0):
     ax.set_title(f"shift {dx:+d} px: IoU = {(obj & moved).sum() / (obj | moved).sum():.3f}")
     ax.set_xlim(0, obj.shape[1])
     ax.set_ylim(obj.shape[0], 0)
-    plt.show()
+    return viz.figure_png(fig)
 
 
-if widgets is not None:
-    slider = widgets.interactive(show_shift, dx=widgets.IntSlider(value=0, min=-40, max=40, description="shift (px)"))
-    display(slider)
+if widgets is not None:  # a slider and a picture redrawn when it moves
+    slider = widgets.IntSlider(value=0, min=-40, max=40, description="shift (px)")
+    picture = widgets.Image(value=shift_picture(0), format="png")
+    slider.observe(lambda change: setattr(picture, "value", shift_picture(change["new"])), names="value")
+    display(widgets.VBox([slider, picture]))
 
 # %% [markdown]
 # ## Summary
