@@ -234,7 +234,7 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
     ]
     lines += [f"![{p.stem}](card/{p.name})" for p in pictures]
     lines += ["", "## Limitations", "",
-              "Trained for about half an hour of CPU time on synthetic data: it roughly follows colour and texture "
+              "Trained for under two hours of CPU time on synthetic data: it roughly follows colour and texture "
               "boundaries, but has no notion of object categories, misses thin structures, and its masks are "
               "coarse (64 x 64 low-res logits for a 256 px input). Use it to learn the kit, not to measure SAM."]
     path.write_text("\n".join(lines) + "\n")
