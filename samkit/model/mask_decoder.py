@@ -8,7 +8,7 @@ predicts each mask's IoU with the object.
 """
 from __future__ import annotations
 
-from typing import List, Tuple, Type
+from typing import Tuple, Type
 
 import torch
 import torch.nn.functional as F
