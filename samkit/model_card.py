@@ -75,9 +75,9 @@ def box_fill_miou(data: List[Dict], max_objects: Optional[int] = None) -> float:
         for m in item["masks"]:
             if max_objects is not None and len(ious) >= max_objects:
                 return float(np.mean(ious))
-            ys, xs = np.nonzero(m)
-            if len(ys):
-                ious.append(len(ys) / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)))
+            if m.any():
+                x0, y0, x1, y1 = _box(m)
+                ious.append(m.sum() / ((x1 - x0 + 1) * (y1 - y0 + 1)))
     return float(np.mean(ious)) if ious else float("nan")
 
 
