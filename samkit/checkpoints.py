@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -537,8 +538,37 @@ def _mismatch_message(source: str, model: nn.Module, missing: List[str], unexpec
     return "\n".join(lines)
 
 
+def resize_positions(state: Mapping[str, Tensor], model: nn.Module) -> Tuple[Dict[str, Tensor], List[str]]:
+    """Adapt a checkpoint's position tables to ``model``'s input resolution.
+
+    A ViT encoder trained at one resolution can continue training at another (SAM's encoder itself was
+    pre-trained at 224 px and trained at 1024 px): the absolute position embedding ``pos_embed``
+    (``1 x H x W x C``) is resized bicubically to the model's token grid, and the relative position tables
+    ``rel_pos_h``/``rel_pos_w`` (``(2S - 1) x C``) linearly to the model's length. Other tensors are returned
+    unchanged. Returns the new state dict and the names that were resized.
+    """
+    model_state = model.state_dict()
+    out: Dict[str, Tensor] = dict(state)
+    resized: List[str] = []
+    for name, value in state.items():
+        target = model_state.get(name)
+        if target is None or value.shape == target.shape:
+            continue
+        if name.endswith("pos_embed") and value.dim() == 4 and value.shape[-1] == target.shape[-1]:
+            grid = value.permute(0, 3, 1, 2).float()  # 1 x C x H x W
+            grid = F.interpolate(grid, size=tuple(target.shape[1:3]), mode="bicubic", align_corners=False)
+            out[name] = grid.permute(0, 2, 3, 1).to(value.dtype).contiguous()
+            resized.append(name)
+        elif name.endswith(("rel_pos_h", "rel_pos_w")) and value.dim() == 2 and value.shape[1] == target.shape[1]:
+            table = value.t()[None].float()  # 1 x C x L
+            table = F.interpolate(table, size=target.shape[0], mode="linear", align_corners=False)
+            out[name] = table[0].t().to(value.dtype).contiguous()
+            resized.append(name)
+    return out, resized
+
+
 def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], PathLike],
-              strict: bool = True) -> LoadResult:
+              strict: bool = True, resize: bool = False) -> LoadResult:
     """Copy a checkpoint into ``model`` (any ``nn.Module``), explaining any mismatch in one error.
 
     Args:
@@ -548,6 +578,8 @@ def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], 
         strict: if True, any missing key, unexpected key or shape mismatch raises; if False, missing and
             unexpected keys are skipped and reported in the result, but a shape mismatch still raises
             (as ``nn.Module.load_state_dict`` does).
+        resize: adapt position embeddings made for another input resolution (:func:`resize_positions`)
+            instead of reporting them as shape mismatches.
 
     Raises:
         StateDictMismatchError: listing missing keys, unexpected keys and shape mismatches grouped by
@@ -561,6 +593,8 @@ def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], 
         state = state_dict_or_path
     else:
         raise TypeError(f"expected a state dict or a file path, got {type(state_dict_or_path).__name__}")
+    if resize:
+        state, _ = resize_positions(state, model)
 
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state]

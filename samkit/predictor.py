@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .cache import EmbeddingCache, image_key
+from .device import keep_freed_memory
 from .model.sam import Sam
 from .transforms import ResizeLongestSide
 
@@ -96,6 +97,8 @@ class Predictor:
 
     def __init__(self, model: Sam, cache: Union[EmbeddingCache, None, bool] = None) -> None:
         self.model = model
+        if self.model.device.type == "cpu":
+            keep_freed_memory()  # reuse activation memory between clicks (samkit.device.keep_freed_memory)
         self.transform = ResizeLongestSide(model.img_size)
         if cache is None or cache is True:
             cache = EmbeddingCache()

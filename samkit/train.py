@@ -118,6 +118,8 @@ class TrainConfig:
     model: str = "tiny"                  # vit_b | vit_l | vit_h | vit_t | tiny
     checkpoint: Optional[str] = None     # None: random init; "default": samkit.load_model's weights; or a path
     train_parts: str = "decoder"         # decoder_scratch | decoder | prompt_encoder+decoder | all
+    img_size: Optional[int] = None       # train at this input side instead of the model's own (position
+                                         # tables of a checkpoint made at another side are resized)
     # data
     data: DataConfig = field(default_factory=DataConfig)
     epochs: int = 1
@@ -234,6 +236,8 @@ class TrainConfig:
             bad("amp", f"is {self.amp!r}; choose one of {', '.join(AMP_MODES)}")
         if self.loss_frame not in ("low_res", "input"):
             bad("loss_frame", f"is {self.loss_frame!r}; choose low_res or input")
+        if self.img_size is not None and (self.img_size <= 0 or self.img_size % 16):
+            bad("img_size", f"is {self.img_size!r}; it must be a positive multiple of 16")
         if self.no_point_placement not in ("random", "middle"):
             bad("no_point_placement", f"is {self.no_point_placement!r}; choose random or middle")
         for name in ("batch_size", "masks_per_image", "grad_accum", "n_rounds", "epochs"):
@@ -774,23 +778,26 @@ def prompt_image(record: PreparedImage, cfg: TrainConfig, img_size: int, generat
 # Model, parameters, optimiser, schedule
 # --------------------------------------------------------------------------------------------------
 def build_training_model(cfg: TrainConfig) -> nn.Module:
-    """The model of ``cfg``: weights from ``cfg.checkpoint``, decoder re-initialised for
-    ``decoder_scratch``, drop path set on the encoder."""
+    """The model of ``cfg``: weights from ``cfg.checkpoint`` (position tables resized to ``cfg.img_size``),
+    decoder re-initialised for ``decoder_scratch``, drop path set on the encoder."""
     import samkit
     from samkit import checkpoints
+    from samkit.model.configs import get_config
+    from samkit.model.sam import build_sam
 
-    if cfg.checkpoint is None:
-        model = samkit.build_model(cfg.model)
-    elif cfg.checkpoint == "default":
-        model = samkit.load_model(cfg.model)
-    else:
+    config = get_config(cfg.model)
+    if cfg.img_size is not None:
+        config = config.at_resolution(cfg.img_size)
+    model = build_sam(config)
+    if cfg.checkpoint == "default":
+        checkpoints.load_into(model, samkit.load_model(cfg.model).state_dict(), resize=True)
+    elif cfg.checkpoint is not None:
         path = Path(cfg.checkpoint).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"field 'checkpoint': file not found: {path}")
-        model = samkit.build_model(cfg.model)
-        checkpoints.load_into(model, path)
+        checkpoints.load_into(model, path, resize=True)
     if cfg.train_parts == "decoder_scratch":
-        fresh = samkit.build_model(cfg.model)
+        fresh = build_sam(config)
         model.mask_decoder.load_state_dict(fresh.mask_decoder.state_dict())
     if cfg.drop_path > 0:
         if not hasattr(model.image_encoder, "set_drop_path"):

@@ -7,7 +7,7 @@ teaching: the same design at a quarter of the resolution and a fraction of the w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple
 
 # Pixel statistics (ImageNet, on 0-255 RGB input). They are buffers of the model, not saved in checkpoints.
@@ -86,6 +86,13 @@ class SamConfig:
         """Side of the decoder's low-res mask logits (256 for the official models)."""
         return 4 * self.embedding_size
 
+    def at_resolution(self, img_size: int) -> "SamConfig":
+        """The same model at another input side (the position tables are resized when weights are loaded:
+        :func:`samkit.checkpoints.resize_positions`)."""
+        if img_size % 16:
+            raise ValueError(f"img_size must be a multiple of 16, got {img_size}")
+        return replace(self, encoder=replace(self.encoder, img_size=int(img_size)))
+
 
 CONFIGS = {
     "vit_b": SamConfig("vit_b", ViTConfig(embed_dim=768, depth=12, num_heads=12,
@@ -95,13 +102,14 @@ CONFIGS = {
     "vit_h": SamConfig("vit_h", ViTConfig(embed_dim=1280, depth=32, num_heads=16,
                                           global_attn_indexes=(7, 15, 23, 31))),
     "vit_t": SamConfig("vit_t", TinyViTConfig()),
-    # samkit's CPU teaching model: 256 px input, 16 px patches (a 16x16 embedding grid, 64x64 low-res
+    # samkit's CPU teaching model: 512 px input, 16 px patches (a 32x32 embedding grid, 128x128 low-res
     # masks: the official models' 4 input pixels per low-res cell), a 192-wide 6-block ViT (2.7 M
     # parameters) and a 96-wide decoder. Sized so that training it from scratch on a 2-core CPU is
-    # practical: ~4 GFLOP per image for the encoder's forward + backward.
+    # practical: it is first trained at 256 px (16x16 tokens, ~4 GFLOP per image for the encoder's forward
+    # + backward), then at 512 px, where its token grid can represent objects 4x smaller.
     "tiny": SamConfig(
         "tiny",
-        ViTConfig(img_size=256, patch_size=16, embed_dim=192, depth=6, num_heads=6, window_size=8,
+        ViTConfig(img_size=512, patch_size=16, embed_dim=192, depth=6, num_heads=6, window_size=8,
                   global_attn_indexes=(2, 5), out_chans=96),
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96),

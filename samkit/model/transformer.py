@@ -21,6 +21,11 @@ class Attention(nn.Module):
 
     ``q: B x Nq x C``, ``k, v: B x Nk x C`` -> ``B x Nq x C``; either side may have batch 1 (an image
     embedding shared by B prompts): it is projected once and broadcast.
+
+    In the decoder one side is a handful of tokens (N ~ 7) and the other the 4096 image tokens. Projecting
+    the image side (``4096 x C -> 4096 x C/2``) is then most of the work, and it can be folded into the few
+    tokens instead (:meth:`_few_queries`, :meth:`_few_keys`): the same function, evaluated in another order,
+    which ``forward`` picks at inference when it needs fewer multiply-adds.
     """
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
@@ -39,12 +44,70 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # training keeps the projected order: the folded ones leave k_proj.bias out of the graph (its
+        # gradient is zero anyway: a shift of every key score cancels in the softmax), which DDP rejects
+        path = "projected" if torch.is_grad_enabled() else self._cheapest(q, k)
+        if path == "few_queries":
+            return self._few_queries(q, k, v)
+        if path == "few_keys":
+            return self._few_keys(q, k, v)
         q, k, v = self._split(self.q_proj(q)), self._split(self.k_proj(k)), self._split(self.v_proj(v))
         b = max(q.shape[0], k.shape[0])  # an image side shared by B prompts arrives with batch 1
         q, k, v = q.expand(b, -1, -1, -1), k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def _cheapest(self, q: torch.Tensor, k: torch.Tensor) -> str:
+        """The evaluation order with the fewest multiply-adds for these shapes."""
+        (bq, nq, c), (bk, nk, _) = q.shape, k.shape
+        b, h, i = max(bq, bk), self.num_heads, self.internal_dim
+        mix = 2 * b * h * nq * nk * c  # scores and weighted sum at full width C, the folded paths' price
+        cost = {"projected": c * i * (bq * nq + 2 * bk * nk + b * nq) + 2 * b * nq * nk * i,
+                "few_queries": c * i * (2 * bq * nq + 2 * b * nq) + mix,
+                "few_keys": 4 * c * i * bk * nk + mix}
+        return min(cost, key=cost.get)
+
+    def _few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Few queries (tokens), many keys (image): the key and value projections move to the query side.
+
+        Per head, ``(q W_q^T) (k W_k^T + b_k)^T = ((q W_q^T) W_k) k^T + const``: the constant of each query
+        row drops out of the softmax. And since every softmax row sums to 1,
+        ``softmax(.) (v W_v^T + b_v) = (softmax(.) v) W_v^T + b_v``.
+        """
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        bq, nq, c = q.shape
+        qh = self._split(self.q_proj(q))                                   # Bq x h x Nq x d
+        wk = self.k_proj.weight.reshape(h, d, c)                           # h x d x C
+        qk = (qh @ wk).reshape(bq, h * nq, c)                              # Bq x (h Nq) x C
+        scores = qk @ k.transpose(1, 2) * d ** -0.5                        # B x (h Nq) x Nk
+        attn = scores.softmax(dim=-1)
+        mixed = (attn @ v).reshape(-1, h, nq, c)                           # B x h x Nq x C
+        wv = self.v_proj.weight.reshape(h, d, c)
+        out = mixed @ wv.transpose(1, 2) + self.v_proj.bias.reshape(h, 1, d)  # B x h x Nq x d
+        return self.out_proj(out.transpose(1, 2).reshape(-1, nq, h * d))
+
+    def _few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Many queries (image), few keys and values (tokens): the query and output projections move to
+        the key side. Per head, ``(q W_q^T + b_q) k_h^T = q (W_q^T k_h^T) + b_q k_h^T`` and
+        ``out_proj(concat_h(a_h v_h)) = sum_h a_h (v_h W_o,h^T) + b_o``.
+        """
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        bk, nk, c = k.shape
+        kh = self._split(self.k_proj(k)) * d ** -0.5                       # Bk x h x Nk x d
+        vh = self._split(self.v_proj(v))                                   # Bk x h x Nk x d
+        wq = self.q_proj.weight.reshape(h, d, c)                           # h x d x C
+        kq = (kh @ wq).reshape(bk, h * nk, c)                              # Bk x (h Nk) x C
+        bias = (kh @ self.q_proj.bias.reshape(h, d, 1)).reshape(bk, h * nk, 1)
+        # scores with the many queries last, so that the softmax over the few keys runs along long rows
+        scores = torch.baddbmm(bias, kq, q.transpose(1, 2)) if q.shape[0] == bk \
+            else kq @ q.transpose(1, 2) + bias                             # B x (h Nk) x Nq
+        b, nq = scores.shape[0], q.shape[1]
+        attn = scores.reshape(b, h, nk, nq).softmax(dim=2).reshape(b, h * nk, nq)
+        wo = self.out_proj.weight.reshape(c, h, d).transpose(0, 1)         # h x C x d
+        vo = (vh @ wo.transpose(1, 2)).reshape(bk, h * nk, c)              # Bk x (h Nk) x C
+        return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), attn.transpose(1, 2), vo) if bk == b \
+            else attn.transpose(1, 2) @ vo + self.out_proj.bias
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -282,7 +282,7 @@ def test_tiny_model_end_to_end(tiny):
     image[10:40, 20:60] = (250, 30, 30)
     gen = samkit.AutomaticMaskGenerator(tiny, points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
                                         box_nms_thresh=1.0, progress=True)
-    assert gen.predictor.transform.target_length == tiny.img_size == 256
+    assert gen.predictor.transform.target_length == tiny.img_size == 512
     records = gen.generate(image)
     assert 0 < len(records) <= 12
     for r in records:

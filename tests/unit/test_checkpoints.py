@@ -419,3 +419,25 @@ def test_guess_tinyvit_encoder():
              "image_encoder.layers.0.blocks.0.conv1.c.weight": torch.empty(256, 64, 1, 1)}
     assert guess_model_name(state)[0] == "vit_t"
     assert guess_model_name({"mask_decoder.w": torch.empty(1)})[0] is None
+
+
+def test_resize_positions_loads_weights_made_at_another_resolution():
+    import samkit
+    from samkit.model.configs import get_config
+    from samkit.model.sam import build_sam
+
+    small = build_sam(get_config("tiny").at_resolution(256))
+    with torch.no_grad():
+        small.image_encoder.pos_embed.fill_(0.25)
+    big = samkit.build_model("tiny")  # 512 px: 32 x 32 tokens
+    with pytest.raises(ck.StateDictMismatchError, match="pos_embed"):
+        ck.load_into(big, small.state_dict())
+    ck.load_into(big, small.state_dict(), resize=True)
+    assert big.image_encoder.pos_embed.shape == (1, 32, 32, 192)
+    torch.testing.assert_close(big.image_encoder.pos_embed, torch.full_like(big.image_encoder.pos_embed, 0.25))
+    for name, p in big.named_parameters():
+        if name.endswith(("rel_pos_h", "rel_pos_w")):
+            grid = 2 * (32 if p.shape[0] > 15 else 8) - 1  # global blocks see the whole grid, others a window
+            assert p.shape[0] == grid
+    same, resized = ck.resize_positions(big.state_dict(), big)
+    assert resized == []  # nothing to do at the same resolution

@@ -74,3 +74,64 @@ def test_decoder_rejects_wrong_image_batch(tiny):
     sparse, dense = pe(points=(torch.rand(3, 1, 2) * 100, torch.ones(3, 1, dtype=torch.long)), boxes=None, masks=None)
     with pytest.raises(ValueError, match="image_embeddings has batch 2"):
         tiny.mask_decoder(emb, pe.get_dense_pe(), sparse, dense, True)
+
+
+@pytest.mark.parametrize("bq,nq,bk,nk", [(1, 7, 1, 1024), (3, 7, 1, 1024), (3, 7, 3, 1024), (1, 1024, 1, 7),
+                                         (1, 1024, 3, 7), (3, 1024, 3, 7), (2, 6, 2, 6)])
+def test_attention_orders_agree(bq, nq, bk, nk):
+    """The folded evaluation orders give the projected attention's numbers (float64, random biases)."""
+    from samkit.model.transformer import Attention
+
+    torch.manual_seed(1)
+    attn = Attention(64, 4, downsample_rate=2).double()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    q = torch.randn(bq, nq, 64, dtype=torch.float64)
+    k = torch.randn(bk, nk, 64, dtype=torch.float64)
+    v = torch.randn(bk, nk, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = attn(q, k, v)  # grad enabled -> projected order
+    assert ref.shape == (max(bq, bk), nq, 64)
+    with torch.inference_mode():
+        for path in (attn._few_queries, attn._few_keys):
+            torch.testing.assert_close(path(q, k, v), ref, atol=1e-12, rtol=1e-10)
+
+
+def test_attention_picks_the_folded_order_for_one_click():
+    from samkit.model.transformer import Attention
+
+    attn = Attention(256, 8, downsample_rate=2)
+    tokens, image = torch.zeros(1, 7, 256), torch.zeros(1, 4096, 256)
+    assert attn._cheapest(tokens, image) == "few_queries"
+    assert attn._cheapest(image, tokens) == "few_keys"
+    # 32 prompts on one shared image: projecting the image once is cheaper than folding into 32 x 7 tokens
+    assert attn._cheapest(torch.zeros(32, 7, 256), image) == "projected"
+
+
+def test_inference_decoder_matches_training_order(tiny):
+    """A whole decoder call at inference (folded orders) against the same call with autograd on."""
+    emb = torch.randn(1, tiny.prompt_encoder.embed_dim, *tiny.prompt_encoder.image_embedding_size)
+    pts = (torch.tensor([[[100.0, 200.0], [300.0, 50.0]]]), torch.tensor([[1, 0]]))
+    sparse, dense = tiny.prompt_encoder(points=pts, boxes=None, masks=None)
+    pe = tiny.prompt_encoder.get_dense_pe()
+    ref, ref_iou = tiny.mask_decoder(emb, pe, sparse, dense, True)
+    with torch.inference_mode():
+        out, iou = tiny.mask_decoder(emb, pe, sparse, dense, True)
+    torch.testing.assert_close(out, ref.detach(), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(iou, ref_iou.detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_dense_pe_is_cached_until_the_weights_change():
+    model = samkit.build_model("tiny")
+    pe = model.prompt_encoder
+    with torch.no_grad():
+        first = pe.get_dense_pe()
+        assert pe.get_dense_pe() is first
+    model.load_state_dict(samkit.build_model("tiny").state_dict())  # new Gaussian matrix
+    with torch.no_grad():
+        again = pe.get_dense_pe()
+    assert again is not first
+    torch.testing.assert_close(again, pe.pe_layer(pe.image_embedding_size).unsqueeze(0))
+    assert pe.get_dense_pe().requires_grad is False  # with autograd on it is recomputed, never the cache
+    assert pe.get_dense_pe() is not again

@@ -24,11 +24,11 @@ def image():
 def test_shapes(model, image):
     p = samkit.Predictor(model)
     p.set_image(image)
-    assert p.input_size == (192, 256) and p.original_size == (120, 160)
-    assert p.get_image_embedding().shape == (1, 96, 16, 16)
+    assert p.input_size == (384, 512) and p.original_size == (120, 160)
+    assert p.get_image_embedding().shape == (1, 96, 32, 32)
     masks, iou, low = p.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]))
     assert masks.shape == (3, 120, 160) and masks.dtype == bool
-    assert iou.shape == (3,) and low.shape == (3, 64, 64)
+    assert iou.shape == (3,) and low.shape == (3, 128, 128)
     masks, iou, low = p.predict(box=np.array([10, 10, 100, 90]), multimask_output=False)
     assert masks.shape == (1, 120, 160) and iou.shape == (1,)
     logits, _, _ = p.predict(box=np.array([10, 10, 100, 90]), multimask_output=False, return_logits=True)

@@ -242,3 +242,21 @@ def test_sa1b_source_with_selected_masks():
     train_set, val_set = tr.build_datasets(cfg, 256)
     assert len(train_set) == 2 and len(val_set) == 1
     assert 1 <= len(train_set[0].masks) <= 3
+
+
+def test_train_at_another_resolution_from_a_checkpoint(tmp_path):
+    """img_size trains the model at another input side; a checkpoint made at 512 px loads with its
+    position tables resized, and the result reloads at that side."""
+    src = tmp_path / "at512.pth"
+    torch.save(samkit.build_model("tiny").state_dict(), src)
+    cfg = tiny_config(tmp_path, train_parts="all", img_size=256, checkpoint=str(src), max_steps=1)
+    model = tr.build_training_model(cfg)
+    assert model.img_size == 256 and model.image_encoder.pos_embed.shape == (1, 16, 16, 192)
+    result = train(cfg)
+    state = torch.load(result.model_path, weights_only=True)
+    assert state["image_encoder.pos_embed"].shape == (1, 16, 16, 192)
+    back = samkit.build_model("tiny")
+    samkit.checkpoints.load_into(back, state, resize=True)  # and up again, as configs/tiny_phase4.yaml does
+    assert back.image_encoder.pos_embed.shape == (1, 32, 32, 192)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        tiny_config(tmp_path, img_size=100).validate()
