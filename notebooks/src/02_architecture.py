@@ -265,7 +265,7 @@ S.save(fig, "timings")
 # ## Summary
 #
 # * image → resize + normalise + pad → patch embedding (64 x 64 tokens) → windowed and global blocks → neck →
-#   **256 x 64 x 64** embedding (128 x 32 x 32 for the embedded `tiny` model);
+#   **256 x 64 x 64** embedding (96 x 32 x 32 for the embedded `tiny` model);
 # * prompts → random Fourier features + type embeddings (sparse tokens) and a mask or "no mask" map (dense);
 # * two-way transformer → three masks + IoU predictions at 256 x 256 → upsampled to the image.
 # * The encoder dominates parameters and time; prompts are cheap, which is what makes interactive use possible.

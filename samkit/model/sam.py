@@ -32,6 +32,16 @@ def resize_matrix(n_low: int, n_padded: int, n_input: int, n_out: int) -> torch.
     return along_rows(along_rows(eye, n_padded)[:n_input], n_out).float()
 
 
+@functools.lru_cache(maxsize=32)
+def sparse_resize_matrix(n_low: int, n_padded: int, n_input: int, n_out: int) -> torch.Tensor:
+    """:func:`resize_matrix` in compressed sparse rows: each output pixel mixes at most 3 low-res ones."""
+    import warnings
+
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only the CSR @ dense product
+        warnings.simplefilter("ignore", UserWarning)
+        return resize_matrix(n_low, n_padded, n_input, n_out).to_sparse_csr()
+
+
 class Sam(nn.Module):
     mask_threshold: float = MASK_THRESHOLD
     image_format: str = "RGB"
@@ -75,8 +85,16 @@ class Sam(nn.Module):
         column matrix: ``R @ masks @ C^T`` gives the same logits (to float rounding) without the
         ``1024 x 1024`` intermediate.
         """
-        rows = resize_matrix(masks.shape[-2], self.img_size, int(input_size[0]), int(original_size[0]))
-        cols = resize_matrix(masks.shape[-1], self.img_size, int(input_size[1]), int(original_size[1]))
+        shape = (masks.shape[-2], self.img_size, int(input_size[0]), int(original_size[0])), \
+            (masks.shape[-1], self.img_size, int(input_size[1]), int(original_size[1]))
+        planes = masks.shape[0] * masks.shape[1]
+        if masks.device.type == "cpu" and masks.dtype == torch.float32 and planes <= 32 and \
+                not (torch.is_grad_enabled() and masks.requires_grad):
+            # a few masks on the CPU (a click): the same matrices, stored sparse, 2-3x faster
+            rows, cols = sparse_resize_matrix(*shape[0]), sparse_resize_matrix(*shape[1])
+            y = torch.cat([rows @ plane for plane in masks.reshape(planes, *masks.shape[-2:])])  # (n H) x w
+            return (cols @ y.T).T.reshape(*masks.shape[:2], rows.shape[0], cols.shape[0])
+        rows, cols = resize_matrix(*shape[0]), resize_matrix(*shape[1])
         rows, cols = rows.to(masks.device, masks.dtype), cols.to(masks.device, masks.dtype)
         if rows.shape[0] <= cols.shape[0]:
             return (rows @ masks) @ cols.T

@@ -19,8 +19,9 @@ def tiny():
 
 @pytest.mark.parametrize("input_size,original_size", [((256, 192), (480, 360)), ((171, 256), (300, 449)),
                                                       ((256, 256), (64, 64))])
-def test_postprocess_equals_two_bilinear_resizes(tiny, input_size, original_size):
-    low = torch.randn(2, 3, 64, 64) * 5
+@pytest.mark.parametrize("batch", [1, 12])  # 3 planes: sparse matrices; 36: dense ones
+def test_postprocess_equals_two_bilinear_resizes(tiny, input_size, original_size, batch):
+    low = torch.randn(batch, 3, 64, 64) * 5
     ref = F.interpolate(low, (tiny.img_size, tiny.img_size), mode="bilinear", align_corners=False)
     ref = F.interpolate(ref[..., : input_size[0], : input_size[1]], original_size, mode="bilinear",
                         align_corners=False)
