@@ -8,13 +8,14 @@ predicts each mask's IoU with the object.
 """
 from __future__ import annotations
 
-from typing import Tuple, Type
+from typing import Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
+from .transformer import ImageSide
 
 
 class MaskDecoder(nn.Module):
@@ -39,6 +40,7 @@ class MaskDecoder(nn.Module):
         self.output_hypernetworks_mlps = nn.ModuleList(
             MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens))
         self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+        self._kept: Optional[dict] = None  # see _kept_image_side (not part of the state dict)
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
@@ -76,13 +78,16 @@ class MaskDecoder(nn.Module):
             raise ValueError(f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or {B} "
                              "(one per prompt)")
         dense = dense_prompt_embeddings
+        h, w = image_embeddings.shape[-2:]
+        side = src = None
         if image_embeddings.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0):
-            src = image_embeddings + dense[:1]          # 1 x C x h x w, shared by the B prompts
+            side = self._kept_image_side(image_embeddings, image_pe, dense)
+            if side is None:
+                src = image_embeddings + dense[:1]      # 1 x C x h x w, shared by the B prompts
         else:
             src = image_embeddings + dense              # B x C x h x w
-        h, w = src.shape[-2:]
 
-        hs, src = self.transformer(src, image_pe, tokens)                           # src: B x hw x C
+        hs, src = self.transformer(src, image_pe, tokens, image_side=side)          # src: B x hw x C
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
 
@@ -96,6 +101,35 @@ class MaskDecoder(nn.Module):
         masks = masks.reshape(B, len(idx), 4 * h, 4 * w)
         iou_pred = self.iou_prediction_head(iou_token_out)[:, mask_slice]
         return masks, iou_pred
+
+    def _kept_image_side(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                         dense: torch.Tensor) -> Optional[ImageSide]:
+        """The transformer's first-layer image side, kept between inference calls on one image.
+
+        Clicks on an image without a mask input see the same image embedding, positional encoding and
+        dense prompt (``no_mask_embed``: one vector broadcast over the grid), so the first layer's image-side
+        projections are the same every time. The second such call builds them, later ones reuse them; a
+        new image, a mask input, autograd, or any change to those weights or tensors (checked by identity,
+        version counter and value) goes back to the full computation.
+        """
+        if torch.is_grad_enabled() or dense.stride(-1) != 0 or dense.stride(-2) != 0 or \
+                torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return None
+        layer = self.transformer.layers[0]
+        projections = (layer.cross_attn_token_to_image.k_proj, layer.cross_attn_token_to_image.v_proj,
+                       layer.cross_attn_image_to_token.q_proj)
+        key = (_version(image_embeddings), _version(image_pe),
+               tuple((p.data_ptr(), p._version) for m in projections for p in (m.weight, m.bias)))
+        vector = dense[0, :, 0, 0]
+        kept = self._kept
+        if kept is not None and kept["embedding"] is image_embeddings and kept["pe"] is image_pe \
+                and kept["key"] == key and torch.equal(kept["vector"], vector):
+            if kept["side"] is None:
+                kept["side"] = self.transformer.image_side(image_embeddings + dense[:1], image_pe)
+            return kept["side"]
+        self._kept = {"embedding": image_embeddings, "pe": image_pe, "key": key, "vector": vector.clone(),
+                      "side": None}
+        return None
 
     def upscale(self, src: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``output_upscaling`` on image tokens: ``B x hw x C`` -> ``B x 16hw x C/8`` per-pixel features.
@@ -115,3 +149,8 @@ class MaskDecoder(nn.Module):
         y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
         w2 = up2.weight.permute(2, 3, 1, 0).reshape(4 * c2, -1)
         return act2(F.linear(y, w2, up2.bias.repeat(4)).reshape(B, h * w * 16, c2))     # B x 16hw x C''
+
+
+def _version(t: torch.Tensor) -> Optional[int]:
+    """A tensor's in-place version counter (None for inference-mode tensors, which have none)."""
+    return None if t.is_inference() else t._version

@@ -7,7 +7,8 @@ attention. A final token-to-image attention follows the last layer.
 """
 from __future__ import annotations
 
-from typing import Tuple, Type
+from dataclasses import dataclass
+from typing import Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,27 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def attend_projected_image(self, q: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor) -> torch.Tensor:
+        """Tokens attend to an image whose keys and values are already projected and split
+        (``kh, vh: 1 x heads x hw x d``, see :class:`ImageSide`): ``q: B x N x C -> B x N x C``."""
+        qh = self._split(self.q_proj(q))
+        b = qh.shape[0]
+        out = F.scaled_dot_product_attention(qh, kh.expand(b, -1, -1, -1), vh.expand(b, -1, -1, -1))
+        return self.out_proj(out.transpose(1, 2).reshape(b, q.shape[1], self.internal_dim))
+
+    def image_attends_projected(self, qh: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """An image whose queries are already projected and split (``qh: 1 x heads x hw x d``) attends to
+        tokens ``k, v: B x N x C``: ``-> B x hw x C``, the output projection folded into the values."""
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        b, nk, c = k.shape
+        kh = self._split(self.k_proj(k)) * d ** -0.5                       # B x h x Nk x d
+        vh = self._split(self.v_proj(v))
+        scores = kh @ qh.transpose(2, 3)                                   # B x h x Nk x hw
+        attn = scores.softmax(dim=2).reshape(b, h * nk, -1)                # over the keys, along long rows
+        wo = self.out_proj.weight.reshape(c, h, d).transpose(0, 1)         # h x C x d
+        vo = (vh @ wo.transpose(1, 2)).reshape(b, h * nk, c)               # B x (h Nk) x C
+        return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), attn.transpose(1, 2), vo)
 
     def _cheapest(self, q: torch.Tensor, k: torch.Tensor) -> str:
         """The evaluation order with the fewest multiply-adds for these shapes."""
@@ -110,6 +132,20 @@ class Attention(nn.Module):
             else attn.transpose(1, 2) @ vo + self.out_proj.bias
 
 
+@dataclass
+class ImageSide:
+    """What the first layer computes from the image alone (no prompt): with no mask input the image side
+    is the same for every click on an image, so :class:`~samkit.model.mask_decoder.MaskDecoder` keeps it
+    between calls. Shapes for vit_b (hw = 4096, C = 256, 8 heads of d = 16)."""
+
+    keys: torch.Tensor   # 1 x hw x C          image embedding + dense prompt, token layout
+    pe: torch.Tensor     # 1 x hw x C          positional encoding, token layout
+    k: torch.Tensor      # 1 x hw x C          keys + pe
+    t2i_k: torch.Tensor  # 1 x heads x hw x d  token-to-image keys, k_proj(keys + pe)
+    t2i_v: torch.Tensor  # 1 x heads x hw x d  token-to-image values, v_proj(keys)
+    i2t_q: torch.Tensor  # 1 x heads x hw x d  image-to-token queries, q_proj(keys + pe)
+
+
 class TwoWayAttentionBlock(nn.Module):
     """One layer: token self-attn, token->image attn, token MLP, image->token attn."""
 
@@ -128,7 +164,8 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
-                key_pe: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                key_pe: torch.Tensor, image_side: Optional[ImageSide] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``image_side`` (first layer only): the image's projections, computed before (same numbers)."""
         # (1) tokens attend to themselves (the first layer's tokens *are* the PE, so it is not re-added)
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
@@ -137,13 +174,22 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q=q, k=q, v=queries)
         queries = self.norm1(queries)
         # (2) tokens attend to the image
-        k = keys + key_pe  # the image side with its PE, unchanged until (4)
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=queries + query_pe, k=k, v=keys))
+        if image_side is not None:
+            attn = self.cross_attn_token_to_image.attend_projected_image(
+                queries + query_pe, image_side.t2i_k, image_side.t2i_v)
+        else:
+            k = keys + key_pe  # the image side with its PE, unchanged until (4)
+            attn = self.cross_attn_token_to_image(q=queries + query_pe, k=k, v=keys)
+        queries = self.norm2(queries + attn)
         # (3) MLP on each token
         queries = self.norm3(queries + self.mlp(queries))
         # (4) the image attends to the tokens (a shared batch-1 image becomes one per prompt here)
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
+        if image_side is not None:
+            attn = self.cross_attn_image_to_token.image_attends_projected(image_side.i2t_q, k=q, v=queries)
+        else:
+            attn = self.cross_attn_image_to_token(q=k, k=q, v=queries)
+        keys = self.norm4(keys + attn)
         return queries, keys
 
 
@@ -165,14 +211,29 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
-                point_embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        # B x hw x C, contiguous: every later add, norm and projection then runs on dense rows
-        image_embedding = image_embedding.flatten(2).transpose(1, 2).contiguous()
-        image_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+    def image_side(self, image_embedding: torch.Tensor, image_pe: torch.Tensor) -> ImageSide:
+        """The first layer's image-side projections of a ``1 x C x h x w`` image (see :class:`ImageSide`)."""
+        layer = self.layers[0]
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        k = keys + pe
+        return ImageSide(keys, pe, k, t2i._split(t2i.k_proj(k)), t2i._split(t2i.v_proj(keys)),
+                         i2t._split(i2t.q_proj(k)))
+
+    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor,
+                image_side: Optional[ImageSide] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``image_side``: :meth:`image_side` of this image, when the caller kept it (then
+        ``image_embedding`` and ``image_pe`` are not read)."""
+        if image_side is not None:
+            image_embedding, image_pe = image_side.keys, image_side.pe
+        else:  # B x hw x C, contiguous: every later add, norm and projection then runs on dense rows
+            image_embedding = image_embedding.flatten(2).transpose(1, 2).contiguous()
+            image_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries, keys = point_embedding, image_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, query_pe=point_embedding, key_pe=image_pe)
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(queries, keys, query_pe=point_embedding, key_pe=image_pe,
+                                  image_side=image_side if i == 0 else None)
         q, k = queries + point_embedding, keys + image_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q=q, k=k, v=keys))
         return queries, keys

@@ -136,3 +136,37 @@ def test_dense_pe_is_cached_until_the_weights_change():
     torch.testing.assert_close(again, pe.pe_layer(pe.image_embedding_size).unsqueeze(0))
     assert pe.get_dense_pe().requires_grad is False  # with autograd on it is recomputed, never the cache
     assert pe.get_dense_pe() is not again
+
+
+def test_kept_first_layer_gives_the_same_masks(tiny):
+    """Clicks on one image: the second call builds the first layer's image side, later calls reuse it;
+    a mask input, a new image or changed weights fall back to the full computation. Same numbers."""
+    pe_mod, dec = tiny.prompt_encoder, tiny.mask_decoder
+    emb = torch.randn(1, pe_mod.embed_dim, *pe_mod.image_embedding_size)
+
+    def call(points, labels, mask=None, embedding=emb, grad=False):
+        with torch.set_grad_enabled(grad):
+            sparse, dense = pe_mod(points=(torch.tensor([points]), torch.tensor([labels])), boxes=None, masks=mask)
+            out, iou = dec(embedding, pe_mod.get_dense_pe(), sparse, dense, True)
+        return out.detach(), iou.detach()
+
+    clicks = [([[100.0, 200.0]], [1]), ([[300.0, 50.0]], [1]), ([[30.0, 60.0], [400.0, 410.0]], [1, 0])]
+    dec._kept = None
+    for i, (pts, lab) in enumerate(clicks * 2):
+        ref = call(pts, lab, grad=True)
+        out = call(pts, lab)
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+        assert (dec._kept["side"] is not None) == (i >= 1)
+    low = torch.randn(1, 1, *pe_mod.mask_input_size)
+    torch.testing.assert_close(call(*clicks[0], mask=low), call(*clicks[0], mask=low, grad=True), atol=1e-4, rtol=1e-4)
+    other = torch.randn_like(emb)
+    torch.testing.assert_close(call(*clicks[0], embedding=other), call(*clicks[0], embedding=other, grad=True),
+                               atol=1e-4, rtol=1e-4)
+    assert dec._kept["embedding"] is other and dec._kept["side"] is None
+    call(*clicks[0], embedding=other)  # builds the side for `other`
+    with torch.no_grad():  # a weight changes in place: the kept side must not be used
+        dec.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.mul_(1.5)
+    torch.testing.assert_close(call(*clicks[1], embedding=other), call(*clicks[1], embedding=other, grad=True),
+                               atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        dec.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.div_(1.5)
