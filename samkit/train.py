@@ -1015,15 +1015,41 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _rng_state() -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}  # tensors: loadable with weights_only
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def load_training_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """A training checkpoint (model, optimiser, scheduler, scaler, RNG states, step), read with
+    ``torch.load(weights_only=True)``: tensors and plain containers only, never code. Checkpoints of
+    earlier samkit versions held numpy's RNG array; numpy's array constructors are allowed for those."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        allowed = [np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+        try:
+            from numpy._core.multiarray import _reconstruct
+        except ImportError:  # numpy < 2
+            from numpy.core.multiarray import _reconstruct
+        allowed.append(_reconstruct)
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    if isinstance(n, dict):
+        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    else:  # checkpoints of earlier samkit versions stored numpy's tuple as is
+        np.random.set_state(n)
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -1198,7 +1224,7 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
 
     step = 0
     if resume:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own file
+        state = load_training_checkpoint(ckpt_path)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{ckpt_path}: not a samkit training checkpoint (format {state.get('format')!r})")
         model.load_state_dict(state["model"])

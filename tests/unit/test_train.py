@@ -260,3 +260,13 @@ def test_train_at_another_resolution_from_a_checkpoint(tmp_path):
     assert back.image_encoder.pos_embed.shape == (1, 32, 32, 192)
     with pytest.raises(ValueError, match="multiple of 16"):
         tiny_config(tmp_path, img_size=100).validate()
+
+
+def test_training_checkpoint_loads_with_weights_only(tmp_path):
+    """Training checkpoints hold tensors and plain containers only: torch.load(weights_only=True) reads them."""
+    cfg = tiny_config(tmp_path, max_steps=1, ckpt_every=1)
+    train(cfg)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert state["step"] == 1 and isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
+    assert tr.load_training_checkpoint(path)["step"] == 1
