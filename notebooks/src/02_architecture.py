@@ -25,6 +25,7 @@ shapes_model = "vit_b"    # built with random weights only to print its real ten
 device = "auto"
 seed = 0
 n_timing = 5              # repetitions per timing
+bench_json = "../benchmarks/results/speed_cpu.json"  # `make bench` results to show next to this machine's ladder
 out_dir = "runs/latest/02_architecture"
 small = False             # True: the quick configuration of the tests and CI (shapes of `tiny`, fewer repetitions)
 
@@ -262,12 +263,55 @@ ax.set_title(f"{S.model_name} on {S.device}")
 S.save(fig, "timings")
 
 # %% [markdown]
+# ## 7. The speed ladder: exact shortcuts, one rung at a time
+#
+# The course's conclusion was that SAM is "not real-time with a heavy image encoder". The encoder runs once per
+# image; the kit makes every *click* cheap with shortcuts that change the order of operations, not the result.
+# Each rung below switches one more on (`samkit.speed.fast_paths`), times `predictor.predict` on this machine
+# and compares its logits with the plain rung, which computes in the official code's order:
+#
+# * **attention folded into the few tokens**: in the decoder's cross-attentions one side is ~7 tokens and the
+#   other the whole image grid; instead of projecting every image token (`4096 x 256 -> 128` for vit_b), the
+#   projection matrices are multiplied into the 7 tokens (a shift of all scores cancels in the softmax);
+# * **first layer kept between clicks**: with no mask input, the first layer's image-side projections are the same
+#   for every click on an image, so the second click computes them once and later clicks reuse them;
+# * **sparse post-processing**: upsampling the low-res logits, cropping the padding and resizing to the image are
+#   two small matrices with at most 3 non-zeros per row, applied in sparse form.
+
+# %% tags=["nbval-ignore-output"]
+from samkit.speed import decoder_ladder, load_bench
+
+ladder = decoder_ladder(predictor, point_coords=point, point_labels=np.array([1]), repeat=n_timing * 4)
+S.table(ladder, "speed_ladder", title=f"predict() with {S.model_name} on {S.device}, one click, 3 masks",
+        floatfmt=".3g")
+print(f"all rungs: logits within {max(r['max_abs_logit_diff'] for r in ladder):.1e} of the plain computation, "
+      f"masks identical on {min(r['masks_equal'] for r in ladder):.4%} of the pixels or more")
+
+# %% [markdown]
+# The same comparison against Meta's `segment-anything` package itself, for vit_b on a 1024 x 1024 image (image
+# encoder included), is `make bench` (`benchmarks/bench_speed.py`). The kit ships the table it measured on its
+# own 2-core CPU; run `make bench` to measure yours (it writes `runs/bench/speed.json`; pass that as `bench_json`).
+
+# %% tags=["nbval-ignore-output"]
+bench = load_bench(bench_json)
+if bench is None:
+    print(f"no benchmark results at {bench_json}: run `make bench` (or `python benchmarks/bench_speed.py --json ...`)")
+else:
+    meta = bench["meta"]
+    S.table([{"row": r["row"], "unit": r["unit"], "official": r["official"], "samkit": r["samkit"],
+              "official / samkit": r["ratio"], "agreement": r["error"]} for r in bench["rows"]], "bench",
+            title=f"samkit vs segment-anything {meta.get('official_version', '?')} on {meta.get('cpu', '?')}, "
+                  f"{meta.get('threads', '?')} threads, torch {meta.get('torch', '?')} ({meta.get('time', '?')})",
+            floatfmt=".3g")
+
+# %% [markdown]
 # ## Summary
 #
 # * image → resize + normalise + pad → patch embedding (64 x 64 tokens) → windowed and global blocks → neck →
 #   **256 x 64 x 64** embedding (96 x 32 x 32 for the embedded `tiny` model);
 # * prompts → random Fourier features + type embeddings (sparse tokens) and a mask or "no mask" map (dense);
 # * two-way transformer → three masks + IoU predictions at 256 x 256 → upsampled to the image.
-# * The encoder dominates parameters and time; prompts are cheap, which is what makes interactive use possible.
+# * The encoder dominates parameters and time; prompts are cheap, which is what makes interactive use possible,
+#   and exact reorderings of the decoder's arithmetic make them cheaper still.
 #
 # Next: [03 · training the decoder from scratch](03_decoder_from_scratch.ipynb).

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLP, LayerNorm2d
+from .common import FAST_PATHS, MLP, LayerNorm2d
 from .transformer import ImageSide
 
 
@@ -112,7 +112,8 @@ class MaskDecoder(nn.Module):
         new image, a mask input, autograd, or any change to those weights or tensors (checked by identity,
         version counter and value) goes back to the full computation.
         """
-        if torch.is_grad_enabled() or dense.stride(-1) != 0 or dense.stride(-2) != 0 or \
+        if not FAST_PATHS["keep_image_side"] or torch.is_grad_enabled() or dense.stride(-1) != 0 or \
+                dense.stride(-2) != 0 or \
                 torch.jit.is_tracing() or torch.compiler.is_compiling():
             return None
         layer = self.transformer.layers[0]

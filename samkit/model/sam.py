@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .common import FAST_PATHS
 from .configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, SamConfig, TinyViTConfig, get_config
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
@@ -88,7 +89,8 @@ class Sam(nn.Module):
         shape = (masks.shape[-2], self.img_size, int(input_size[0]), int(original_size[0])), \
             (masks.shape[-1], self.img_size, int(input_size[1]), int(original_size[1]))
         planes = masks.shape[0] * masks.shape[1]
-        if masks.device.type == "cpu" and masks.dtype == torch.float32 and planes <= 32 and \
+        if FAST_PATHS["sparse_postprocess"] and masks.device.type == "cpu" and masks.dtype == torch.float32 \
+                and planes <= 32 and \
                 not (torch.is_grad_enabled() and masks.requires_grad):
             # a few masks on the CPU (a click): the same matrices, stored sparse, 2-3x faster
             rows, cols = sparse_resize_matrix(*shape[0]), sparse_resize_matrix(*shape[1])

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MLPBlock
+from .common import FAST_PATHS, MLPBlock
 
 
 class Attention(nn.Module):
@@ -47,7 +47,7 @@ class Attention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         # training keeps the projected order: the folded ones leave k_proj.bias out of the graph (its
         # gradient is zero anyway: a shift of every key score cancels in the softmax), which DDP rejects
-        path = "projected" if torch.is_grad_enabled() else self._cheapest(q, k)
+        path = "projected" if torch.is_grad_enabled() or not FAST_PATHS["fold_attention"] else self._cheapest(q, k)
         if path == "few_queries":
             return self._few_queries(q, k, v)
         if path == "few_keys":
