@@ -140,7 +140,6 @@ class ImageSide:
 
     keys: torch.Tensor   # 1 x hw x C          image embedding + dense prompt, token layout
     pe: torch.Tensor     # 1 x hw x C          positional encoding, token layout
-    k: torch.Tensor      # 1 x hw x C          keys + pe
     t2i_k: torch.Tensor  # 1 x heads x hw x d  token-to-image keys, k_proj(keys + pe)
     t2i_v: torch.Tensor  # 1 x heads x hw x d  token-to-image values, v_proj(keys)
     i2t_q: torch.Tensor  # 1 x heads x hw x d  image-to-token queries, q_proj(keys + pe)
@@ -218,7 +217,7 @@ class TwoWayTransformer(nn.Module):
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         k = keys + pe
-        return ImageSide(keys, pe, k, t2i._split(t2i.k_proj(k)), t2i._split(t2i.v_proj(keys)),
+        return ImageSide(keys, pe, t2i._split(t2i.k_proj(k)), t2i._split(t2i.v_proj(keys)),
                          i2t._split(i2t.q_proj(k)))
 
     def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor,
