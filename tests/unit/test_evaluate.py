@@ -145,10 +145,13 @@ def test_perfect_prediction_scores_one():
     soft[gt] = np.linspace(0.02, 1.0, gt.sum())  # every threshold recovers a part of the outline
     m = evaluate.edge_metrics([soft], [[gt]], thresholds=49, progress=False)
     # thinning removes the 4 corner pixels of the outline (198 pixels), which a 0.75 px tolerance cannot
-    # match diagonally: R = 194/198 at best, as in the benchmark
-    best = 2 * (194 / 198) / (1 + 194 / 198)
-    assert m["ODS"] == pytest.approx(best, abs=0.01) and m["OIS"] == pytest.approx(best, abs=0.01)
-    assert gt.sum() == 198 and m["R50"] == pytest.approx(194 / 198, abs=0.01)
+    # match diagonally: R = 194/198 at best, as in the benchmark. The benchmark's pixel matcher breaks ties
+    # at random (seeded from the clock in its C++ code), so a pixel or two next to a corner may go
+    # unmatched on some runs: R lies in [190/198, 194/198] and precision stays 1.
+    f = lambda r: 2 * r / (1 + r)
+    for key in ("ODS", "OIS"):
+        assert f(190 / 198) - 1e-9 <= m[key] <= f(194 / 198) + 1e-9, (key, m[key])
+    assert gt.sum() == 198 and 190 / 198 - 1e-9 <= m["R50"] <= 194 / 198 + 1e-9
     assert m["AP"] > 0.93  # precision 1 over recall ~0.02-0.98, 0 outside the curve
 
 
