@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -490,10 +490,12 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
 
 @dataclass
 class LoadResult:
-    """What :func:`load_into` skipped with ``strict=False`` (field names as in torch's result)."""
+    """What :func:`load_into` skipped with ``strict=False`` (field names as in torch's result), and the
+    position tables it resized with ``resize=True``."""
 
     missing_keys: List[str]
     unexpected_keys: List[str]
+    resized_keys: List[str] = field(default_factory=list)
 
 
 def _group(keys: Iterable[str], limit: int) -> List[str]:
@@ -560,9 +562,9 @@ def resize_positions(state: Mapping[str, Tensor], model: nn.Module) -> Tuple[Dic
             out[name] = grid.permute(0, 2, 3, 1).to(value.dtype).contiguous()
             resized.append(name)
         elif name.endswith(("rel_pos_h", "rel_pos_w")) and value.dim() == 2 and value.shape[1] == target.shape[1]:
-            table = value.t()[None].float()  # 1 x C x L
-            table = F.interpolate(table, size=target.shape[0], mode="linear", align_corners=False)
-            out[name] = table[0].t().to(value.dtype).contiguous()
+            from .model.image_encoder import resize_rel_pos
+
+            out[name] = resize_rel_pos(value.float(), target.shape[0]).to(value.dtype).contiguous()
             resized.append(name)
     return out, resized
 
@@ -593,8 +595,9 @@ def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], 
         state = state_dict_or_path
     else:
         raise TypeError(f"expected a state dict or a file path, got {type(state_dict_or_path).__name__}")
+    resized: List[str] = []
     if resize:
-        state, _ = resize_positions(state, model)
+        state, resized = resize_positions(state, model)
 
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state]
@@ -606,4 +609,4 @@ def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], 
             _mismatch_message(source, model, missing, unexpected, shapes, state, model_state)
         )
     model.load_state_dict({k: v for k, v in state.items() if k in model_state}, strict=False)
-    return LoadResult(missing_keys=missing, unexpected_keys=unexpected)
+    return LoadResult(missing_keys=missing, unexpected_keys=unexpected, resized_keys=resized)

@@ -162,8 +162,8 @@ def keep_freed_memory() -> bool:
     """Let glibc's ``malloc`` keep freed tensor memory for the next operation (CPU inference speed).
 
     By default glibc serves every block over ~128 KB-32 MB with a fresh ``mmap`` and returns it on ``free``:
-    each 4 MB activation of the mask decoder then page-faults in again on every click, which cost about a
-    quarter of a ViT-B decoder call on this project's CPU. This raises the mmap threshold to 32 MB and the
+    each 4 MB activation of the mask decoder then page-faults in again on every click, which can cost a
+    quarter of a ViT-B decoder call on a small CPU. This raises the mmap threshold to 32 MB and the
     trim threshold to 1 GiB (what ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do; PyTorch's
     CPU tuning guide suggests jemalloc or tcmalloc for the same reason). The process keeps up to its peak
     memory mapped. Called by :class:`samkit.Predictor` for CPU models; once per process; returns whether

@@ -3,8 +3,9 @@
 Two graphs, as a browser or an edge deployment uses them:
 
 * the **decoder** (:func:`export_decoder`): prompt encoder + mask decoder (+ optionally the upsampling
-  of the masks to the original image size), the graph the official ``SamOnnxModel`` exports, with the
-  same inputs and outputs::
+  of the masks to the original image size), with the inputs and outputs of the official
+  ``SamOnnxModel`` graph (inside, the image-token attention is evaluated in samkit's folded order, the same
+  function for any number of points; see ``samkit.model.transformer.Attention``)::
 
       image_embeddings  1 x C x E x E        float32  (the encoder's output)
       point_coords      1 x N x 2            float32  (x, y) in the model input frame (long side = img_size)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Union
 
 import numpy as np
-import torch
 
 from .model.common import FAST_PATHS
 

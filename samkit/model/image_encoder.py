@@ -33,6 +33,13 @@ class PatchEmbed(nn.Module):
         return self.proj(x).permute(0, 2, 3, 1)  # B x C x H x W -> B x H x W x C
 
 
+def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
+    """A relative position table ``L x C`` resized linearly to ``length x C`` (returned as is when it fits)."""
+    if rel_pos.shape[0] == length:
+        return rel_pos
+    return F.interpolate(rel_pos.t()[None], size=length, mode="linear", align_corners=False)[0].t()
+
+
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
     """Relative position embeddings for every (query, key) pair along one axis.
 
@@ -41,10 +48,7 @@ def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor
     Returns:
         ``q_size x k_size x C``.
     """
-    max_rel_dist = int(2 * max(q_size, k_size) - 1)
-    if rel_pos.shape[0] != max_rel_dist:
-        rel_pos = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),
-                                size=max_rel_dist, mode="linear").reshape(-1, max_rel_dist).permute(1, 0)
+    rel_pos = resize_rel_pos(rel_pos, int(2 * max(q_size, k_size) - 1))
     # Scale the coordinates of the shorter side when q and k differ in length.
     q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
     k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)

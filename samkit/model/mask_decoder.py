@@ -109,27 +109,28 @@ class MaskDecoder(nn.Module):
         Clicks on an image without a mask input see the same image embedding, positional encoding and
         dense prompt (``no_mask_embed``: one vector broadcast over the grid), so the first layer's image-side
         projections are the same every time. The second such call builds them, later ones reuse them; a
-        new image, a mask input, autograd, or any change to those weights or tensors (checked by identity,
+        new image, a mask input, autograd, autocast, or any change to those weights or tensors (checked by identity,
         version counter and value) goes back to the full computation.
         """
+        device = image_embeddings.device.type
         if not FAST_PATHS["keep_image_side"] or torch.is_grad_enabled() or dense.stride(-1) != 0 or \
-                dense.stride(-2) != 0 or \
+                dense.stride(-2) != 0 or image_embeddings.is_inference() or _autocast_on(device) or \
                 torch.jit.is_tracing() or torch.compiler.is_compiling():
             return None
         layer = self.transformer.layers[0]
-        projections = (layer.cross_attn_token_to_image.k_proj, layer.cross_attn_token_to_image.v_proj,
-                       layer.cross_attn_image_to_token.q_proj)
-        key = (_version(image_embeddings), _version(image_pe),
-               tuple((p.data_ptr(), p._version) for m in projections for p in (m.weight, m.bias)))
+        weights = tuple(p for m in (layer.cross_attn_token_to_image.k_proj, layer.cross_attn_token_to_image.v_proj,
+                                    layer.cross_attn_image_to_token.q_proj) for p in (m.weight, m.bias))
+        key = (_version(image_embeddings), _version(image_pe), tuple(p._version for p in weights))
         vector = dense[0, :, 0, 0]
         kept = self._kept
         if kept is not None and kept["embedding"] is image_embeddings and kept["pe"] is image_pe \
+                and all(a is b for a, b in zip(kept["weights"], weights)) \
                 and kept["key"] == key and torch.equal(kept["vector"], vector):
             if kept["side"] is None:
                 kept["side"] = self.transformer.image_side(image_embeddings + dense[:1], image_pe)
             return kept["side"]
-        self._kept = {"embedding": image_embeddings, "pe": image_pe, "key": key, "vector": vector.clone(),
-                      "side": None}
+        self._kept = {"embedding": image_embeddings, "pe": image_pe, "weights": weights, "key": key,
+                      "vector": vector.clone(), "side": None}
         return None
 
     def upscale(self, src: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -150,6 +151,14 @@ class MaskDecoder(nn.Module):
         y = act1(F.layer_norm(y, (c1,), norm.weight, norm.bias, norm.eps))
         w2 = up2.weight.permute(2, 3, 1, 0).reshape(4 * c2, -1)
         return act2(F.linear(y, w2, up2.bias.repeat(4)).reshape(B, h * w * 16, c2))     # B x 16hw x C''
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (a side built under it has another dtype)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
 
 def _version(t: torch.Tensor) -> Optional[int]:

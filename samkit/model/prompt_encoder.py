@@ -91,7 +91,7 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image embedding grid: ``1 x C x 64 x 64``.
+        """Positional encoding of the image embedding grid: ``1 x C x E x E`` (E = 64 for the ViT models).
 
         Outside autograd it is computed once and reused until the Gaussian matrix changes (a new
         checkpoint, a move to another device or dtype): it costs a few ms of sines and cosines per click.
@@ -102,7 +102,9 @@ class PromptEncoder(nn.Module):
         key = (g.data_ptr(), g._version, g.device, g.dtype)
         cached = getattr(self, "_dense_pe_cache", None)
         if cached is None or cached[0] != key:
-            with torch.inference_mode(False), torch.no_grad():  # usable from inference mode and outside it
+            # usable from inference mode and outside it; in full precision even when the first call
+            # comes under autocast (later float32 calls get the same tensor)
+            with torch.inference_mode(False), torch.no_grad(), torch.autocast(g.device.type, enabled=False):
                 cached = (key, self.pe_layer(self.image_embedding_size).unsqueeze(0))
             self._dense_pe_cache = cached
         return cached[1]

@@ -90,7 +90,7 @@ class Sam(nn.Module):
             (masks.shape[-1], self.img_size, int(input_size[1]), int(original_size[1]))
         planes = masks.shape[0] * masks.shape[1]
         if FAST_PATHS["sparse_postprocess"] and masks.device.type == "cpu" and masks.dtype == torch.float32 \
-                and planes <= 32 and \
+                and planes <= 32 and not torch.compiler.is_compiling() and \
                 not (torch.is_grad_enabled() and masks.requires_grad):
             # a few masks on the CPU (a click): the same matrices, stored sparse, 2-3x faster
             rows, cols = sparse_resize_matrix(*shape[0]), sparse_resize_matrix(*shape[1])

@@ -71,14 +71,11 @@ class Attention(nn.Module):
         """An image whose queries are already projected and split (``qh: 1 x heads x hw x d``) attends to
         tokens ``k, v: B x N x C``: ``-> B x hw x C``, the output projection folded into the values."""
         h, d = self.num_heads, self.internal_dim // self.num_heads
-        b, nk, c = k.shape
+        b, nk, _ = k.shape
         kh = self._split(self.k_proj(k)) * d ** -0.5                       # B x h x Nk x d
-        vh = self._split(self.v_proj(v))
         scores = kh @ qh.transpose(2, 3)                                   # B x h x Nk x hw
         attn = scores.softmax(dim=2).reshape(b, h * nk, -1)                # over the keys, along long rows
-        wo = self.out_proj.weight.reshape(c, h, d).transpose(0, 1)         # h x C x d
-        vo = (vh @ wo.transpose(1, 2)).reshape(b, h * nk, c)               # B x (h Nk) x C
-        return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), attn.transpose(1, 2), vo)
+        return self._mix_projected_values(attn, v)
 
     def _cheapest(self, q: torch.Tensor, k: torch.Tensor) -> str:
         """The evaluation order with the fewest multiply-adds for these shapes."""
@@ -117,7 +114,6 @@ class Attention(nn.Module):
         h, d = self.num_heads, self.internal_dim // self.num_heads
         bk, nk, c = k.shape
         kh = self._split(self.k_proj(k)) * d ** -0.5                       # Bk x h x Nk x d
-        vh = self._split(self.v_proj(v))                                   # Bk x h x Nk x d
         wq = self.q_proj.weight.reshape(h, d, c)                           # h x d x C
         kq = (kh @ wq).reshape(bk, h * nk, c)                              # Bk x (h Nk) x C
         bias = (kh @ self.q_proj.bias.reshape(h, d, 1)).reshape(bk, h * nk, 1)
@@ -126,8 +122,18 @@ class Attention(nn.Module):
             else kq @ q.transpose(1, 2) + bias                             # B x (h Nk) x Nq
         b, nq = scores.shape[0], q.shape[1]
         attn = scores.reshape(b, h, nk, nq).softmax(dim=2).reshape(b, h * nk, nq)
+        return self._mix_projected_values(attn, v)
+
+    def _mix_projected_values(self, attn: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``out_proj(concat_h(a_h v_h))`` with the output projection folded into the few values:
+        ``sum_h a_h (v_h W_o,h^T) + b_o``. ``attn: B x (h Nk) x Nq`` (softmax over each head's Nk keys),
+        ``v: Bk x Nk x C`` with Bk = B or 1 -> ``B x Nq x C``."""
+        h, d = self.num_heads, self.internal_dim // self.num_heads
+        bk, nk, c = v.shape
+        vh = self._split(self.v_proj(v))                                   # Bk x h x Nk x d
         wo = self.out_proj.weight.reshape(c, h, d).transpose(0, 1)         # h x C x d
         vo = (vh @ wo.transpose(1, 2)).reshape(bk, h * nk, c)              # Bk x (h Nk) x C
+        b = attn.shape[0]
         return torch.baddbmm(self.out_proj.bias.expand(b, 1, c), attn.transpose(1, 2), vo) if bk == b \
             else attn.transpose(1, 2) @ vo + self.out_proj.bias
 

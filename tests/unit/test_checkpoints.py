@@ -14,6 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -429,15 +430,30 @@ def test_resize_positions_loads_weights_made_at_another_resolution():
     small = build_sam(get_config("tiny").at_resolution(256))
     with torch.no_grad():
         small.image_encoder.pos_embed.fill_(0.25)
+        for name, p in small.named_parameters():
+            if name.endswith(("rel_pos_h", "rel_pos_w")):  # a ramp along the table, a different one per channel
+                p.copy_(torch.arange(p.shape[0], dtype=p.dtype)[:, None] * torch.linspace(0.5, 2, p.shape[1]))
+    tables = {n: p.detach().clone() for n, p in small.named_parameters() if n.endswith(("rel_pos_h", "rel_pos_w"))}
     big = samkit.build_model("tiny")  # 512 px: 32 x 32 tokens
     with pytest.raises(ck.StateDictMismatchError, match="pos_embed"):
         ck.load_into(big, small.state_dict())
-    ck.load_into(big, small.state_dict(), resize=True)
+    result = ck.load_into(big, small.state_dict(), resize=True)
     assert big.image_encoder.pos_embed.shape == (1, 32, 32, 192)
     torch.testing.assert_close(big.image_encoder.pos_embed, torch.full_like(big.image_encoder.pos_embed, 0.25))
+    grown = 0
     for name, p in big.named_parameters():
         if name.endswith(("rel_pos_h", "rel_pos_w")):
-            grid = 2 * (32 if p.shape[0] > 15 else 8) - 1  # global blocks see the whole grid, others a window
-            assert p.shape[0] == grid
-    same, resized = ck.resize_positions(big.state_dict(), big)
+            old = tables[name].numpy()
+            if p.shape[0] == old.shape[0]:  # windowed blocks: the window did not change
+                assert name not in result.resized_keys
+                torch.testing.assert_close(p.detach(), tables[name])
+                continue
+            grown += 1
+            assert name in result.resized_keys and p.shape[0] == 2 * 32 - 1  # global blocks see the grid
+            # linear resampling with half-pixel centres, written out with numpy
+            src = np.clip((np.arange(p.shape[0]) + 0.5) * old.shape[0] / p.shape[0] - 0.5, 0, old.shape[0] - 1)
+            expected = np.stack([np.interp(src, np.arange(old.shape[0]), old[:, c]) for c in range(old.shape[1])], 1)
+            np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert grown > 0 and "image_encoder.pos_embed" in result.resized_keys
+    _, resized = ck.resize_positions(big.state_dict(), big)
     assert resized == []  # nothing to do at the same resolution

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 import samkit
 from samkit.model.sam import resize_matrix
+from samkit.speed import fast_paths
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,8 @@ def test_attention_orders_agree(bq, nq, bk, nk):
     q = torch.randn(bq, nq, 64, dtype=torch.float64)
     k = torch.randn(bk, nk, 64, dtype=torch.float64)
     v = torch.randn(bk, nk, 64, dtype=torch.float64)
-    with torch.no_grad():
-        ref = attn(q, k, v)  # grad enabled -> projected order
+    with torch.no_grad(), fast_paths(fold_attention=False):
+        ref = attn(q, k, v)  # the projected order, as the official code computes it
     assert ref.shape == (max(bq, bk), nq, 64)
     with torch.inference_mode():
         for path in (attn._few_queries, attn._few_keys):
@@ -134,8 +135,7 @@ def test_dense_pe_is_cached_until_the_weights_change():
         again = pe.get_dense_pe()
     assert again is not first
     torch.testing.assert_close(again, pe.pe_layer(pe.image_embedding_size).unsqueeze(0))
-    assert pe.get_dense_pe().requires_grad is False  # with autograd on it is recomputed, never the cache
-    assert pe.get_dense_pe() is not again
+    assert pe.get_dense_pe() is not again  # with autograd on it is recomputed, never the cache
 
 
 def test_kept_first_layer_gives_the_same_masks(tiny):
@@ -170,3 +170,35 @@ def test_kept_first_layer_gives_the_same_masks(tiny):
                                atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         dec.transformer.layers[0].cross_attn_token_to_image.k_proj.weight.div_(1.5)
+
+
+def test_kept_first_layer_not_used_across_autocast_or_new_weights(tiny):
+    """No side is kept from a bf16 autocast call (its bf16 tensors would meet float32 queries later), and a
+    kept side is not used with weights that were replaced by new tensors, even with equal version counters."""
+    pe_mod, dec = tiny.prompt_encoder, tiny.mask_decoder
+    emb = torch.randn(1, pe_mod.embed_dim, *pe_mod.image_embedding_size)
+
+    def call():
+        sparse, dense = pe_mod(points=(torch.tensor([[[100.0, 200.0]]]), torch.tensor([[1]])), boxes=None, masks=None)
+        return dec(emb, pe_mod.get_dense_pe(), sparse, dense, True)[0]
+
+    dec._kept = None
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert call().dtype == torch.bfloat16 and call().dtype == torch.bfloat16
+        out = call()
+        assert out.dtype == torch.float32
+    with torch.enable_grad():
+        torch.testing.assert_close(out, call().detach(), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        call(), call()
+        assert dec._kept["side"] is not None
+        proj = dec.transformer.layers[0].cross_attn_token_to_image.k_proj
+        new = torch.nn.Parameter(proj.weight.detach() * 2)
+        for _ in range(proj.weight._version - new._version):
+            new.mul_(1.0)  # same values, version counter brought level with the old weight's
+        assert new._version == proj.weight._version
+        proj.weight = new
+        out = call()
+    with torch.enable_grad():
+        torch.testing.assert_close(out, call().detach(), atol=1e-4, rtol=1e-4)

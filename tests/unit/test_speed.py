@@ -32,9 +32,10 @@ def test_decoder_ladder_rungs_agree():
     predictor = samkit.Predictor(model)
     rng = np.random.default_rng(0)
     predictor.set_image(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    before = dict(FAST_PATHS)
     rows = decoder_ladder(predictor, np.array([[40.0, 30.0]]), np.array([1]), repeat=2, warmup=2)
+    assert FAST_PATHS == before  # the switches are put back
     assert [r["rung"] for r in rows] == [name for name, _ in RUNGS]
-    assert rows[0]["max_abs_logit_diff"] == 0.0 and rows[0]["speedup"] == 1.0
     for r in rows:
         assert r["ms"] > 0 and r["max_abs_logit_diff"] < 1e-3 and r["masks_equal"] > 0.999
 

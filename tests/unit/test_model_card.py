@@ -1,0 +1,45 @@
+"""The model card command on the shipped weights, at a tiny size (the real card evaluates 40 scenes)."""
+import json
+
+import numpy as np
+import torch
+
+from samkit import model_card
+
+
+def test_grid_ceiling_by_hand():
+    block = np.zeros((64, 64), bool)
+    block[16:32, 32:48] = True          # exactly 4 x 4 cells of a 16 x 16 grid: survives, corners rounded
+    speck = np.zeros((64, 64), bool)
+    speck[5, 5] = True                  # 1/16 of a cell: pooled below 0.5, lost
+    data = [{"masks": np.stack([block, speck])}]
+    kept = model_card.grid_ceiling_miou(data, 16, max_objects=1)
+    assert 0.95 < kept < 1.0
+    assert model_card.grid_ceiling_miou(data, 16) == kept / 2
+    assert model_card.grid_ceiling_miou(data, 64) == 1.0  # one cell per pixel: nothing lost
+
+
+def test_hours_text():
+    assert model_card.hours_text(45 * 60) == "45 min"
+    assert model_card.hours_text(4 * 3600 + 50 * 60 + 10) == "4 h 50 min"
+
+
+def test_card_written_from_a_checkpoint(tmp_path):
+    import samkit
+
+    ckpt = tmp_path / "model.pth"
+    torch.save(samkit.load_model("tiny").state_dict(), ckpt)
+    run = tmp_path / "tiny_phase9"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: tiny\nlr: 0.001\nbatch_size: 2\nimg_size: 512\n"
+                                     "data: {kind: scenes, n_images: 8, image_size: 512, seed: 3}\n")
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"kind": "train", "step": i, "loss": 1.0 - 0.1 * i,
+                                                           "time": 30.0 * i}) + "\n" for i in range(1, 4)))
+    out = tmp_path / "card"
+    model_card.main([str(ckpt), "--n-scenes", "1", "--max-objects", "2", "--out", str(out), "--runs", str(run)])
+    text = (out / "MODEL_CARD.md").read_text()
+    assert "`samkit train configs/tiny_phase9.yaml`" in text and "32 x 32 grid" in text
+    assert not (out / "sam_tiny.pt").exists()  # installed only with --install
+    figures = json.loads((out / "card" / "figures.json").read_text())
+    assert 0 <= figures["scenes"]["1pt_oracle"] <= 1 and figures["scenes"]["objects"] <= 2
+    assert figures["coins"]["objects"] > 0 and len(list((out / "card").glob("*.png"))) >= 1
