@@ -22,7 +22,7 @@ ASSETS = Path(__file__).parent / "assets"
 HELD_OUT_SEED = 1  # training scenes use seeds 0, 7, 11, 13 and 17 (configs/tiny*.yaml)
 
 
-TRAIN_MIN_AREA = 512  # configs/tiny_phase4.yaml and tiny_phase5.yaml: min_mask_area at 512 px (0.2%)
+TRAIN_MIN_AREA = 512  # configs/tiny_phase4.yaml: min_mask_area at 512 px (0.2% of the image)
 
 
 def held_out_scenes(n: int, size: int = 512, seed: int = HELD_OUT_SEED, min_area: int = 0) -> List[Dict]:
