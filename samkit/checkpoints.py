@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .model.image_encoder import resize_rel_pos
+
 __all__ = [
     "Checkpoint",
     "CHECKPOINTS",
@@ -562,8 +564,6 @@ def resize_positions(state: Mapping[str, Tensor], model: nn.Module) -> Tuple[Dic
             out[name] = grid.permute(0, 2, 3, 1).to(value.dtype).contiguous()
             resized.append(name)
         elif name.endswith(("rel_pos_h", "rel_pos_w")) and value.dim() == 2 and value.shape[1] == target.shape[1]:
-            from .model.image_encoder import resize_rel_pos
-
             out[name] = resize_rel_pos(value.float(), target.shape[0]).to(value.dtype).contiguous()
             resized.append(name)
     return out, resized

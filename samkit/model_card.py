@@ -41,7 +41,8 @@ def held_out_scenes(n: int, size: int = 512, seed: int = HELD_OUT_SEED, min_area
 
 
 def evaluate_model(model, n_scenes: int = 40, max_objects: int = 400, progress: bool = True) -> Dict:
-    """The model card's figures: dict of ResultTables (as dicts) and headline numbers."""
+    """The model card's figures: per dataset a dict of ResultTables (as dicts) and headline numbers, plus
+    the model's ``img_size`` and token ``grid``."""
     from . import Predictor
     from .data.photos import coins_dataset
     from .evaluate import box_prompts, point_prompts
@@ -51,7 +52,7 @@ def evaluate_model(model, n_scenes: int = 40, max_objects: int = 400, progress: 
     scenes = held_out_scenes(n_scenes, size=model.img_size)
     large = held_out_scenes(n_scenes, size=model.img_size, min_area=TRAIN_MIN_AREA)
     coins = coins_dataset()
-    out = {}
+    out: Dict = {"img_size": model.img_size, "grid": grid}
     for name, data, mo in (("scenes", scenes, max_objects), ("scenes_large", large, max_objects),
                            ("coins", coins, None)):
         pts = point_prompts(predictor, data, n_points=(1, 3, 5), max_objects=mo, progress=progress)
@@ -304,8 +305,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         tmp.replace(out / "sam_tiny.pt")
     t0 = time.time()
     figures = evaluate_model(model, args.n_scenes, args.max_objects)
-    figures["img_size"] = model.img_size
-    figures["grid"] = model.prompt_encoder.image_embedding_size[0]
     pictures = demo_figures(model, out / "card")
     run_dirs = [Path(d) for d in args.runs] if args.runs else [Path(args.checkpoint).resolve().parent]
     phases = []
