@@ -38,7 +38,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow and not parity and not notebooks and not browser" tests
 
 test-gpu: $(STAMP)
-	$(PY) -m samkit.gpu_suite
+	$(PY) -m tools.gpu_suite
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_speed.py
@@ -54,7 +54,7 @@ test-colab: $(STAMP)
 	bash tests/colab/run_colab_env.sh
 
 slides: $(STAMP)
-	$(PY) -m samkit.slides
+	$(PY) -m tools.slides
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

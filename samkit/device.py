@@ -1,4 +1,4 @@
-"""Which device, which mixed-precision dtype, and how to say so: one place for the whole kit.
+"""Which device, which mixed-precision dtype, how to time: one policy for the whole kit.
 
     from samkit.device import pick_device, autocast_dtype, autocast, make_scaler, describe_device
 
@@ -10,19 +10,23 @@
     scaler.scale(loss).backward(); scaler.step(optimizer); scaler.update()
     print(describe_device(device))            # "cuda:0 · Tesla T4 · 15.0 GiB · compute capability 7.5 · fp16"
 
-Colab's free GPU is a T4 (compute capability 7.5): it has float16 tensor cores but no fast bfloat16, so
-``autocast_dtype`` picks float16 there and training needs the loss scaling of :func:`make_scaler`. From
-Ampere (capability 8.0: A100, L4, RTX 30xx) on, bfloat16 has float32's range and needs no scaler.
+Colab's free GPU is a T4 (compute capability 7.5): it has float16 tensor cores but no native bfloat16
+(torch may still report bfloat16 as supported there, by emulation, which is slow), so ``autocast_dtype``
+picks float16 and training needs the loss scaling of :func:`make_scaler`. From Ampere (capability 8.0:
+A100, L4, RTX 30xx) on, bfloat16 is native, has float32's range and needs no scaler. On the CPU
+everything runs in float32 unless bfloat16 is asked for. The training loop (``TrainConfig.amp``), the
+notebooks (:func:`samkit.notebook_utils.setup`) and the GPU suite all ask this module.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Optional, Union
+import time
+from typing import Any, Callable, ContextManager, List, Optional, Union
 
 import torch
 
 __all__ = ["pick_device", "autocast_dtype", "autocast", "make_scaler", "describe_device", "AMP_CHOICES",
-           "synchronize", "keep_freed_memory"]
+           "native_bf16", "synchronize", "time_calls", "keep_freed_memory"]
 
 #: the values ``amp`` may take (TrainConfig.amp uses the last three).
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
@@ -64,8 +68,14 @@ def pick_device(device: DeviceLike = "auto") -> torch.device:
     return dev
 
 
-def _cuda_capability(device: torch.device) -> tuple:
-    return torch.cuda.get_device_capability(device)
+def native_bf16(device: torch.device) -> bool:
+    """True on a CUDA card with native bfloat16 (compute capability >= 8.0: Ampere and newer).
+
+    ``torch.cuda.is_bf16_supported()`` alone is not enough: on older cards (T4 = 7.5) it may report True
+    because bfloat16 is emulated, which works but is slower than float16.
+    """
+    return (device.type == "cuda" and torch.cuda.is_bf16_supported()
+            and torch.cuda.get_device_capability(device) >= (8, 0))
 
 
 def autocast_dtype(device: DeviceLike, amp: str = "auto") -> Optional[torch.dtype]:
@@ -73,13 +83,14 @@ def autocast_dtype(device: DeviceLike, amp: str = "auto") -> Optional[torch.dtyp
 
     Args:
         device: where the model runs (``torch.device`` or a name, resolved with :func:`pick_device`).
-        amp: ``"auto"``: on CUDA, ``bfloat16`` where the card supports it (``torch.cuda.is_bf16_supported()``
-            and compute capability >= 8.0), ``float16`` on older cards (T4 = 7.5, V100 = 7.0); ``None`` on the
-            CPU and other devices. ``"none"``: ``None`` everywhere. ``"bf16"`` / ``"fp16"``: forced (bf16 works
-            on the CPU too; fp16 autocast on the CPU is slow and only useful to test the code path).
+        amp: ``"auto"``: on CUDA, ``bfloat16`` where the card has it natively (:func:`native_bf16`),
+            ``float16`` on older cards (T4 = 7.5, V100 = 7.0); ``None`` on the CPU and other devices.
+            ``"none"``: ``None`` everywhere. ``"bf16"`` / ``"fp16"``: forced (bf16 works on the CPU too;
+            fp16 autocast on the CPU is slow and only useful to test the code path).
 
     Raises:
-        ValueError: ``amp`` is not one of :data:`AMP_CHOICES`, or bf16 was forced on a CUDA card without it.
+        ValueError: ``amp`` is not one of :data:`AMP_CHOICES`, or bf16 was forced on a CUDA card without
+            native bfloat16.
     """
     if amp not in AMP_CHOICES:
         raise ValueError(f"amp={amp!r}; choose one of {', '.join(AMP_CHOICES)}")
@@ -89,17 +100,16 @@ def autocast_dtype(device: DeviceLike, amp: str = "auto") -> Optional[torch.dtyp
     if amp == "fp16":
         return torch.float16
     if amp == "bf16":
-        if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"amp='bf16' but {torch.cuda.get_device_name(dev)} does not support bfloat16; "
+        if dev.type == "cuda" and not native_bf16(dev):
+            major, minor = torch.cuda.get_device_capability(dev)
+            raise ValueError(f"amp='bf16' but {torch.cuda.get_device_name(dev)} (compute capability "
+                             f"{major}.{minor}) has no native bfloat16 (it needs 8.0 or newer); "
                              "use amp='fp16' or 'auto'")
         return torch.bfloat16
-    # auto
+    # auto: bf16 where native, fp16 (with a GradScaler when training) on older cards, fp32 elsewhere
     if dev.type != "cuda":
         return None
-    # is_bf16_supported() may report True on pre-Ampere cards through emulation, which is slow: ask for 8.0+.
-    if torch.cuda.is_bf16_supported() and _cuda_capability(dev) >= (8, 0):
-        return torch.bfloat16
-    return torch.float16
+    return torch.bfloat16 if native_bf16(dev) else torch.float16
 
 
 def autocast(device: DeviceLike, dtype: Optional[torch.dtype]) -> ContextManager:
@@ -134,6 +144,28 @@ def synchronize(device: DeviceLike) -> None:
     dev = device if isinstance(device, torch.device) else torch.device(device)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+def time_calls(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1,
+               device: Optional[DeviceLike] = None) -> List[float]:
+    """Wall time of each of ``repeat`` calls of ``fn()`` in seconds, after ``warmup`` untimed calls.
+
+    With a CUDA ``device`` the queue is synchronised around every call, so the GPU work is counted (CUDA
+    calls return before the kernels finish). Take the median of the list for a figure to quote.
+    """
+    dev = None if device is None else (device if isinstance(device, torch.device) else torch.device(device))
+    for _ in range(warmup):
+        fn()
+    if dev is not None:
+        synchronize(dev)
+    times = []
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        fn()
+        if dev is not None:
+            synchronize(dev)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def describe_device(device: DeviceLike) -> str:

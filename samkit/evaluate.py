@@ -37,6 +37,7 @@ __all__ = [
     "box_prompts",
     "plot_miou_vs_points",
     "mask_iou",
+    "first_click",
     "edge_map",
     "sobel_edges",
     "canny_edges",
@@ -164,35 +165,51 @@ def _iterate_objects(dataset: Iterable, max_objects: Optional[int], progress: bo
 # ----------------------------------------------------------------------------------------------
 # Point prompts (§7.1)
 # ----------------------------------------------------------------------------------------------
-def _simulate_clicks(predictor, gt: np.ndarray, n_max: int, selection: str, record_at: Sequence[int]
-                     ) -> Dict[int, float]:
-    """IoU after each number of clicks in ``record_at`` for one object on the predictor's current image."""
-    from .data.prompts import center_point, next_click
+def first_click(predictor, gt: np.ndarray) -> Dict[str, Any]:
+    """The evaluation's first click on the predictor's current image: one positive point at the interior
+    centre of ``gt`` (:func:`samkit.data.prompts.center_point`), three masks.
 
-    x, y = center_point(gt)
-    coords, labels = [[x, y]], [1]
-    masks, scores, low_res = predictor.predict(point_coords=np.array(coords), point_labels=np.array(labels),
+    ``gt``: ``H x W`` bool. Returns ``point`` (1 x 2, image pixels), ``masks`` (3 x H x W bool),
+    ``scores`` (3 predicted IoUs), ``low_res`` (3 x 256 x 256 logits), ``ious`` (3 true IoUs) and the
+    index each selection picks: ``confident`` (highest predicted IoU) and ``oracle`` (highest true IoU).
+    """
+    from .data.prompts import center_point
+
+    point = np.array([center_point(gt)], dtype=np.float64)
+    masks, scores, low_res = predictor.predict(point_coords=point, point_labels=np.array([1]),
                                                multimask_output=True)
-    if selection == "confident":
-        best = int(np.argmax(scores))
-    else:
-        best = int(np.argmax([mask_iou(m, gt) for m in masks]))
-    pred, logits = masks[best], low_res[best:best + 1]
-    ious = {}
-    if 1 in record_at:
-        ious[1] = mask_iou(pred, gt)
-    for n in range(2, n_max + 1):
-        click = next_click(pred, gt)
-        if click is not None:  # otherwise the prediction is exact and stays
-            (cx, cy), label = click
-            coords.append([cx, cy])
-            labels.append(label)
-            masks, _, low_res = predictor.predict(point_coords=np.array(coords), point_labels=np.array(labels),
-                                                  mask_input=logits, multimask_output=False)
-            pred, logits = masks[0], low_res[0:1]
-        if n in record_at:
-            ious[n] = mask_iou(pred, gt)
-    return ious
+    ious = np.array([mask_iou(m, gt) for m in masks])
+    return {"point": point, "masks": masks, "scores": scores, "low_res": low_res, "ious": ious,
+            "confident": int(np.argmax(scores)), "oracle": int(np.argmax(ious))}
+
+
+def _simulate_clicks(predictor, gt: np.ndarray, n_max: int, selections: Sequence[str],
+                     record_at: Sequence[int]) -> Dict[str, Dict[int, float]]:
+    """IoU after each number of clicks in ``record_at`` for one object on the predictor's current image,
+    per selection (the first click is decoded once and shared)."""
+    from .data.prompts import next_click
+
+    first = first_click(predictor, gt)
+    out: Dict[str, Dict[int, float]] = {}
+    for selection in selections:
+        best = first[selection]
+        coords, labels = [list(first["point"][0])], [1]
+        pred, logits = first["masks"][best], first["low_res"][best:best + 1]
+        ious = {1: float(first["ious"][best])} if 1 in record_at else {}
+        for n in range(2, n_max + 1):
+            click = next_click(pred, gt)
+            if click is not None:  # otherwise the prediction is exact and stays
+                (cx, cy), label = click
+                coords.append([cx, cy])
+                labels.append(label)
+                masks, _, low_res = predictor.predict(point_coords=np.array(coords),
+                                                      point_labels=np.array(labels),
+                                                      mask_input=logits, multimask_output=False)
+                pred, logits = masks[0], low_res[0:1]
+            if n in record_at:
+                ious[n] = mask_iou(pred, gt)
+        out[selection] = ious
+    return out
 
 
 def _on_predictor(predictor, objects):
@@ -235,10 +252,10 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
     per_object = {s: {n: [] for n in n_points} for s in selections}
     objects, counts = _iterate_objects(dataset, max_objects, progress, "point prompts")
     for gt in _on_predictor(predictor, objects):
+        ious = _simulate_clicks(predictor, gt, n_points[-1], selections, n_points)
         for s in selections:
-            ious = _simulate_clicks(predictor, gt, n_points[-1], s, n_points)
             for n in n_points:
-                per_object[s][n].append(ious[n])
+                per_object[s][n].append(ious[s][n])
     if counts["objects"] == 0:
         raise ValueError(f"the dataset has no non-empty object masks ({counts['skipped_empty']} empty skipped)")
     rows = [dict(selection=s, n_points=n, mIoU=float(np.mean(per_object[s][n])), objects=len(per_object[s][n]))

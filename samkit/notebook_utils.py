@@ -5,9 +5,10 @@ Every notebook starts with::
     S = samkit.notebook_utils.setup(model=model, checkpoint=checkpoint, device=device, seed=seed,
                                     out_dir=out_dir)
 
-which picks the device (CUDA when present, with mixed precision on a GPU), loads the model (Meta's
-official weights when they are available, otherwise samkit's embedded ``tiny`` model, and says so), seeds
-every random generator and creates the folder that receives the run's figures (PNG) and tables
+which picks the device and the mixed precision with :mod:`samkit.device` (CUDA when present;
+bfloat16 on GPUs that have it natively, float16 on older ones such as Colab's T4, float32 on the CPU),
+loads the model (Meta's official weights when they are available, otherwise samkit's embedded ``tiny``
+model, and says so), seeds every random generator and creates the folder that receives the run's figures (PNG) and tables
 (HTML + CSV). ``S.save(fig, name)`` writes a figure there; ``S.table(rows, name)`` shows a table and
 writes it there. The runner (``python -m samkit.runner``) collects both into ``runs/<timestamp>/index.html``.
 """
@@ -20,13 +21,14 @@ import os
 import random
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from .device import autocast, autocast_dtype, pick_device, time_calls
 
 PathLike = Union[str, os.PathLike]
 
@@ -48,29 +50,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is checked and returned."""
-    if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {type(device).__name__}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but torch.cuda.is_available() is False on this machine; "
-                         "use device='auto' or 'cpu'")
-    return dev
-
-
-def amp_dtype(device: torch.device) -> Optional[torch.dtype]:
-    """Mixed-precision dtype for ``device``: bfloat16 on GPUs that support it (Ampere and newer),
-    float16 on older ones (Colab's T4), ``None`` (full float32) on the CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
 def count_parameters(module: torch.nn.Module) -> int:
     """Number of parameters (works on modules built on the ``meta`` device, which allocate nothing)."""
     return sum(p.numel() for p in module.parameters())
@@ -79,18 +58,8 @@ def count_parameters(module: torch.nn.Module) -> int:
 def time_call(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1,
               device: Optional[torch.device] = None) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeat`` calls after ``warmup`` calls
-    (CUDA is synchronised around each call so that the GPU work is counted)."""
-    sync = (lambda: torch.cuda.synchronize(device)) if device is not None and device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(max(1, repeat)):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    (:func:`samkit.device.time_calls`: CUDA is synchronised around each call)."""
+    return statistics.median(time_calls(fn, repeat, warmup, device))
 
 
 def format_seconds(seconds: float) -> str:
@@ -124,9 +93,7 @@ class Session:
 
     def autocast(self):
         """``with S.autocast(): ...`` runs in mixed precision on a GPU and does nothing on the CPU."""
-        if self.amp is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     def predictor(self):
         """A :class:`samkit.Predictor` for the session's model."""
@@ -244,7 +211,7 @@ def setup(model: Optional[str] = "tiny", checkpoint: Optional[PathLike] = None, 
             When the weights cannot be had, the embedded tiny model is used and the output says so.
     """
     seed_everything(seed)
-    dev = resolve_device(device)
+    dev = pick_device(device)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     if allow_download is None:
@@ -255,7 +222,7 @@ def setup(model: Optional[str] = "tiny", checkpoint: Optional[PathLike] = None, 
         net, name, weights = _load(model, checkpoint, allow_download, notes)
         net = net.to(dev).eval()
     session = Session(model=net, model_name=name, weights=weights, device=dev, out_dir=out, seed=seed,
-                      amp=amp_dtype(dev), notes=notes)
+                      amp=autocast_dtype(dev), notes=notes)
     if verbose:
         print(describe(session, requested=model))
     return session
@@ -366,47 +333,36 @@ def record_attention(decoder: torch.nn.Module):
 
 
 def predict_at_center(predictor, image: np.ndarray, gt: np.ndarray, set_image: bool = True) -> Dict[str, Any]:
-    """Prompt with one positive point at the interior centre of ``gt`` (the evaluation's first click).
+    """Prompt with one positive point at the interior centre of ``gt`` (the evaluation's first click,
+    :func:`samkit.evaluate.first_click`).
 
-    ``image``: ``H x W x 3`` uint8; ``gt``: ``H x W`` bool. Returns ``point`` (1 x 2, image pixels), ``masks``
-    (3 x H x W bool), ``scores`` (3 predicted IoUs), ``ious`` (3 true IoUs), ``confident`` (index of the highest
-    predicted IoU) and ``oracle`` (index of the highest true IoU).
+    ``image``: ``H x W x 3`` uint8; ``gt``: ``H x W`` bool. Returns ``point`` (1 x 2, image pixels),
+    ``masks`` (3 x H x W bool), ``scores`` (3 predicted IoUs), ``ious`` (3 true IoUs), ``confident``
+    (index of the highest predicted IoU) and ``oracle`` (index of the highest true IoU).
     """
-    from .data.prompts import center_point
+    from .evaluate import first_click
 
     if set_image:
         predictor.set_image(image)
-    point = np.array([center_point(gt)])
-    masks, scores, _ = predictor.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True)
-    inter = (masks & gt[None]).sum(axis=(1, 2))
-    union = (masks | gt[None]).sum(axis=(1, 2))
-    ious = inter / np.maximum(union, 1)
-    return {"point": point, "masks": masks, "scores": scores, "ious": ious,
-            "confident": int(np.argmax(scores)), "oracle": int(np.argmax(ious))}
+    return first_click(predictor, gt)
 
 
 def miou_at_center(model: torch.nn.Module, items: Sequence[Dict[str, Any]], max_masks: Optional[int] = None,
                    progress: bool = False) -> Dict[str, float]:
     """One-click mIoU over ``items`` (dicts with ``image`` and ``masks`` N x H x W bool), in image pixels:
-    ``oracle`` scores the best of the three masks, ``confident`` the one with the highest predicted IoU."""
-    from tqdm.auto import tqdm
+    ``oracle`` scores the best of the three masks, ``confident`` the one with the highest predicted IoU.
+    The first ``max_masks`` masks of each item count (:func:`samkit.evaluate.point_prompts` with one
+    click)."""
+    from .evaluate import point_prompts
 
-    from .predictor import Predictor
-
-    predictor = Predictor(model)
-    oracle, confident = [], []
-    for item in tqdm(items, desc="mIoU", disable=not progress, leave=False):
-        predictor.set_image(item["image"])
-        for gt in item["masks"][:max_masks]:
-            if not gt.any():
-                continue
-            r = predict_at_center(predictor, item["image"], gt, set_image=False)
-            oracle.append(r["ious"][r["oracle"]])
-            confident.append(r["ious"][r["confident"]])
-    if not oracle:
-        raise ValueError("miou_at_center: no non-empty mask in items")
-    return {"miou_oracle": float(np.mean(oracle)), "miou_confident": float(np.mean(confident)),
-            "n_masks": len(oracle)}
+    data = [{"image": item["image"], "masks": np.asarray(item["masks"])[:max_masks]} for item in items]
+    try:
+        table = point_prompts(model, data, n_points=(1,), progress=progress)
+    except ValueError as exc:
+        raise ValueError(f"miou_at_center: {exc}") from exc
+    return {"miou_oracle": table.value(selection="oracle", n_points=1),
+            "miou_confident": table.value(selection="confident", n_points=1),
+            "n_masks": len(table.per_object["oracle"][1])}
 
 
 def simulate_correction(mask: np.ndarray, rng: np.random.Generator, max_radius: int = 1,
@@ -439,6 +395,6 @@ def simulate_correction(mask: np.ndarray, rng: np.random.Generator, max_radius: 
     return out
 
 
-__all__ = ["in_colab", "seed_everything", "resolve_device", "amp_dtype", "count_parameters", "time_call",
+__all__ = ["in_colab", "seed_everything", "count_parameters", "time_call",
            "format_seconds", "Session", "setup", "describe", "data_note", "trace_shapes", "record_attention",
            "predict_at_center", "miou_at_center", "simulate_correction"]

@@ -44,17 +44,17 @@ class RunnerError(RuntimeError):
 
 
 def default_notebook_dir() -> Path:
-    """``./notebooks`` when it exists, else the ``notebooks/`` folder next to the samkit package (a checkout)."""
-    here = Path.cwd() / "notebooks"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    """``./notebooks``: the course's folder when run from the root of a checkout (``make run``); elsewhere
+    pass ``--notebook-dir``."""
+    return Path.cwd() / "notebooks"
 
 
 def find_notebooks(notebook_dir: Path, only: Optional[str] = None) -> List[Path]:
     """The course notebooks (``NN_name.ipynb``) in order; ``only`` is a comma-separated list of numbers or names."""
     if not notebook_dir.is_dir():
-        raise RunnerError(f"notebook folder {notebook_dir} does not exist (use --notebook-dir)")
+        raise RunnerError(f"notebook folder {notebook_dir} does not exist: run from the root of a samkit "
+                          "checkout (the course notebooks are in its notebooks/ folder) or pass "
+                          "--notebook-dir FOLDER")
     books = sorted(p for p in notebook_dir.iterdir() if NOTEBOOK_PATTERN.match(p.name))
     if not books:
         raise RunnerError(f"no notebooks named NN_name.ipynb in {notebook_dir}")

@@ -1,6 +1,6 @@
 """The course deck: what each slide says and which run outputs it shows, in the order of the talk.
 
-``python -m samkit.slides`` reads ``SLIDES`` and fills in the figures and tables of the latest run. Each slide is
+``python -m tools.slides`` reads ``SLIDES`` and fills in the figures and tables of the latest run. Each slide is
 a dict:
 
 - ``title``: the slide's heading.

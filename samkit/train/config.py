@@ -14,9 +14,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from samkit.device import AMP_CHOICES
+
 TRAIN_PARTS = ("decoder_scratch", "decoder", "prompt_encoder+decoder", "all")
 SCHEDULES = ("step", "exp_epoch", "cosine", "constant")
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = AMP_CHOICES  # auto: bf16 on GPUs with native bf16, fp16 on older ones, fp32 on the CPU
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,7 +85,8 @@ class TrainConfig:
     drop_path: float = 0.0  # stochastic depth of the image encoder (paper: 0.6 B, 0.4 L/H)
     grad_clip: float = 0.0  # max gradient norm; 0 disables
     grad_accum: int = 1  # micro-batches per optimiser step
-    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a GradScaler)
+    # none | auto | bf16 | fp16 (samkit.device.autocast_dtype; fp16 uses a GradScaler)
+    amp: str = "none"
     # schedule
     warmup_steps: int = 250  # linear warm-up from lr/warmup_steps
     schedule: str = "step"  # step | exp_epoch | cosine | constant

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from samkit.cache import EmbeddingCache, image_key
 from samkit.data.prompts import center_point
+from samkit.device import autocast, autocast_dtype, make_scaler, pick_device
 from samkit.losses import iou_of_masks
 from samkit.train.config import TrainConfig, load_config
 from samkit.train.data import (
@@ -446,9 +447,9 @@ def _setup_distributed(device_kind: str) -> _Dist:
 
 
 def _resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(cfg.device)
+    """``cfg.device`` (:func:`samkit.device.pick_device`); a CUDA device without an index gets the
+    process's ``local_rank``."""
+    device = pick_device(cfg.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device
@@ -479,12 +480,7 @@ def train(
         TrainingDiverged: the loss became NaN/inf (the last checkpoint is left as it was).
     """
     cfg = load_config(config, overrides)
-    device_kind = (
-        "cuda"
-        if (cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()))
-        else "cpu"
-    )
-    dd = _setup_distributed(device_kind)
+    dd = _setup_distributed(pick_device(cfg.device).type)
     try:
         return _train(cfg, resume, dd)
     finally:
@@ -572,8 +568,9 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch, total_steps)
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    # samkit.device's policy: bf16 where native, fp16 with a GradScaler, fp32
+    amp_dtype = autocast_dtype(device, cfg.amp)
+    scaler = make_scaler(device, amp_dtype)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     step = 0
@@ -689,9 +686,7 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
                     nullcontext() if (not dd.active or a == len(micro) - 1) else trainer.no_sync()
                 )
                 with sync:
-                    with torch.autocast(
-                        device.type, dtype=amp_dtype, enabled=amp_dtype is not None
-                    ):
+                    with autocast(device, amp_dtype):
                         out = trainer(prompted, plan)
                     loss = out["loss_sum"] * (dd.world / denom)
                     if not torch.isfinite(loss.detach()):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from samkit import device as sd
-from samkit import gpu_suite as gs
+from tools import gpu_suite as gs
 
 
 # --- device choice ---------------------------------------------------------------------------------
@@ -51,6 +51,10 @@ def test_auto_dtype_per_card(monkeypatch):
         sd.pick_device("cuda:3")
     _fake_cuda(monkeypatch, (7, 5), bf16=True)           # emulated bf16 on a pre-Ampere card: still fp16
     assert sd.autocast_dtype(cuda) is torch.float16
+    assert not sd.native_bf16(cuda)
+    with pytest.raises(ValueError, match="no native bfloat16"):
+        sd.autocast_dtype(cuda, "bf16")                  # forced bf16 would be emulated: refused
+    assert sd.make_scaler("cpu", sd.autocast_dtype(cuda)).is_enabled()   # fp16 trains with loss scaling
     _fake_cuda(monkeypatch, (8, 0), bf16=True)           # A100
     assert sd.autocast_dtype(cuda) is torch.bfloat16
     assert sd.autocast_dtype(cuda, "none") is None
@@ -90,6 +94,14 @@ def test_grad_scaler_enabled_only_for_fp16():
     assert torch.allclose(w.detach(), torch.full((3,), 0.9))
 
 
+def test_time_calls_counts_warmup_and_repeats():
+    calls = []
+    times = sd.time_calls(lambda: calls.append(1), repeat=3, warmup=2)
+    assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
+    slow = sd.time_calls(lambda: __import__("time").sleep(0.02), repeat=2, warmup=0, device="cpu")
+    assert min(slow) >= 0.019
+
+
 def test_describe_device_cpu():
     text = sd.describe_device("cpu")
     assert text.startswith("cpu") and torch.__version__ in text
@@ -120,21 +132,51 @@ def image():
     return gs.parity_image(48, 64, seed=1)
 
 
-def test_parity_function_passes_and_detects_a_difference(tiny, image):
-    result = gs.check_parity("cpu", model=tiny, image=image)
-    assert result["ok"] and result["embedding_max_abs"] == 0.0 and result["mask_mismatch"] == 0
-    assert result["prompts"] and result["model"] == "micro"
-
+def test_run_prompts_shapes(tiny, image):
     prompts = gs.parity_prompts(*image.shape[:2])
     ref = gs.run_prompts(tiny, image, prompts)
     assert ref["embedding"].shape == (1, 32, 8, 8)
-    assert all(l.shape[1:] == image.shape[:2] for l in ref["logits"])
+    assert all(lg.shape[1:] == image.shape[:2] for lg in ref["logits"])
     assert ref["logits"][-1].shape[0] == 1 and ref["logits"][0].shape[0] == 3  # single- vs multimask
-    shifted = {"embedding": ref["embedding"] + 2e-3, "logits": [l.copy() for l in ref["logits"]]}
+
+
+def test_compare_outputs_tolerance_and_margin(tiny, image):
+    """What the parity check accepts: float32 round-off (well under 1e-3) and masks that differ only where
+    the reference logit is within the margin of the threshold; it rejects anything larger."""
+    ref = gs.run_prompts(tiny, image, gs.parity_prompts(*image.shape[:2]))
+    rng = np.random.default_rng(0)
+    noisy = {"embedding": ref["embedding"] + torch.from_numpy(rng.uniform(-4e-4, 4e-4, ref["embedding"].shape))
+             .float(), "logits": [lg + rng.uniform(-4e-4, 4e-4, lg.shape).astype(np.float32)
+                                  for lg in ref["logits"]]}
+    close = gs.compare_outputs(ref, noisy)
+    assert close["ok"] and 0 < close["logits_max_abs"] <= 4e-4 and close["mask_mismatch"] == 0
+
+    near_zero = [lg.copy() for lg in ref["logits"]]
+    a = near_zero[0]
+    a[0, 0, 0] = 5e-3                                         # within the 1e-2 margin: a flip is forgiven
+    flipped = [lg.copy() for lg in near_zero]
+    flipped[0][0, 0, 0] = -5e-3
+    same = gs.compare_outputs({"embedding": ref["embedding"], "logits": near_zero},
+                              {"embedding": ref["embedding"], "logits": flipped}, atol=float("inf"))
+    assert same["ok"] and same["mask_mismatch"] == 0
+    a[0, 0, 0] = 5e-1                                         # a sure pixel that flips is a mismatch
+    flipped[0][0, 0, 0] = -5e-1
+    diff = gs.compare_outputs({"embedding": ref["embedding"], "logits": near_zero},
+                              {"embedding": ref["embedding"], "logits": flipped}, atol=float("inf"))
+    assert not diff["ok"] and diff["mask_mismatch"] == 1
+
+    shifted = {"embedding": ref["embedding"] + 2e-3, "logits": [lg.copy() for lg in ref["logits"]]}
     assert not gs.compare_outputs(ref, shifted)["ok"]        # an embedding off by 2e-3 fails the 1e-3 tolerance
-    flipped = {"embedding": ref["embedding"], "logits": [-l for l in ref["logits"]]}
-    cmp = gs.compare_outputs(ref, flipped, atol=float("inf"))
+    negated = {"embedding": ref["embedding"], "logits": [-lg for lg in ref["logits"]]}
+    cmp = gs.compare_outputs(ref, negated, atol=float("inf"))
     assert not cmp["ok"] and cmp["mask_mismatch"] > 0 and cmp["mask_iou_min"] < 0.5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (make test-gpu runs it there)")
+def test_parity_cuda_against_cpu(tiny, image):
+    result = gs.check_parity("cuda", model=tiny, image=image)
+    assert result["ok"], result
+    assert result["reference"] == "cpu" and result["device"].startswith("cuda")
 
 
 def test_precision_function_bf16_on_cpu(tiny, image):
@@ -155,7 +197,6 @@ def test_timing_functions(tiny, image):
 
 @pytest.mark.slow
 def test_training_timing_on_cpu(tmp_path):
-    pytest.importorskip("samkit.train")
     result = gs.time_training("cpu", amp="none", out_dir=str(tmp_path), model="tiny", train_parts="decoder",
                               epochs=1, batch_size=1, masks_per_image=1, n_rounds=2, no_point_rounds=1,
                               warmup_steps=1, eval_every=-1,

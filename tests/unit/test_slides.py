@@ -1,4 +1,4 @@
-"""The course deck builds from a run folder into one offline HTML file (samkit.slides)."""
+"""The course deck builds from a run folder into one offline HTML file (tools.slides)."""
 from __future__ import annotations
 
 import html
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from samkit import slides
+from tools import slides
 
 STDOUT = {
     "model": "model: samkit's embedded tiny teaching model (trained on generated scenes, not on SA-1B) "

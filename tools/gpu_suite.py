@@ -1,8 +1,8 @@
 """The GPU test path: CUDA-vs-CPU parity, mixed-precision accuracy, timings and the full course on a GPU.
 
-    python -m samkit.gpu_suite                               # on a CUDA machine (make test-gpu)
-    python -m samkit.gpu_suite --device cuda --out runs/gpu-t4 --skip-notebooks
-    python -m samkit.gpu_suite --device cpu --quick          # the same code path on the CPU, tiny sizes
+    python -m tools.gpu_suite                               # on a CUDA machine (make test-gpu)
+    python -m tools.gpu_suite --device cuda --out runs/gpu-t4 --skip-notebooks
+    python -m tools.gpu_suite --device cpu --quick          # the same code path on the CPU, tiny sizes
 
 It checks, in order:
 
@@ -38,14 +38,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
 
+from samkit.device import autocast, autocast_dtype, describe_device, pick_device, time_calls
+from samkit.evaluate import mask_iou
 from samkit.testing import parity_image, perturb_  # shared with the parity tests and benchmarks
-
-from samkit.device import autocast, autocast_dtype, describe_device, pick_device, synchronize
 
 __all__ = ["perturbed_model", "perturb_", "parity_image", "parity_prompts", "run_prompts", "compare_outputs", "check_parity",
            "check_precision", "time_encoder", "time_click", "time_training", "run_course", "run_nbval",
@@ -56,6 +56,9 @@ COURSE_FIGURES = {
     "decoder_scratch_3_epochs": ("decoder from scratch, 3 epochs (notebook 03)", "about 20 s on a T4"),
     "finetune_epoch": ("decoder fine-tuning, 1 epoch (notebook 04)", "about 2 min on a T4"),
 }
+
+REPO = Path(__file__).resolve().parent.parent   # this suite runs in a checkout (make test-gpu)
+NOTEBOOK_DIR = REPO / "notebooks"
 
 PARITY_ATOL = 1e-3       # max abs difference of embeddings and logits, float32, device vs CPU
 MASK_MARGIN = 1e-2       # masks must agree where the reference |logit| exceeds this
@@ -138,11 +141,6 @@ def run_prompts(model: torch.nn.Module, image: np.ndarray, prompts: Sequence[Dic
     return {"embedding": embedding, "logits": logits, "iou": ious}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def compare_outputs(ref: Dict[str, Any], test: Dict[str, Any], atol: float = PARITY_ATOL,
                     margin: float = MASK_MARGIN) -> Dict[str, Any]:
     """Compare two :func:`run_prompts` results (``ref`` is the reference).
@@ -161,7 +159,7 @@ def compare_outputs(ref: Dict[str, Any], test: Dict[str, Any], atol: float = PAR
         mean_logit.append(float(diff.mean()))
         sure = np.abs(a) > margin
         mismatch += int(((a > 0) != (b > 0))[sure].sum())
-        ious += [_iou(x > 0, y > 0) for x, y in zip(a, b)]
+        ious += [mask_iou(x > 0, y > 0) for x, y in zip(a, b)]
     return {"embedding_max_abs": emb, "logits_max_abs": max_logit,
             "logits_mean_abs": float(np.mean(mean_logit)) if mean_logit else 0.0,
             "mask_mismatch": mismatch, "mask_iou_min": min(ious) if ious else 1.0,
@@ -216,19 +214,6 @@ def check_precision(device: str = "cuda", model_name: str = "vit_b", amp: str = 
 # --------------------------------------------------------------------------------------------------
 # Timings
 # --------------------------------------------------------------------------------------------------
-def _timed(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int) -> List[float]:
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 @torch.no_grad()
 def time_encoder(model: torch.nn.Module, dtype: Optional[torch.dtype] = None, batch_size: int = 1,
                  repeat: int = 5, warmup: int = 2) -> Dict[str, Any]:
@@ -240,7 +225,7 @@ def time_encoder(model: torch.nn.Module, dtype: Optional[torch.dtype] = None, ba
         with autocast(dev, dtype):
             model.image_encoder(x)
 
-    times = _timed(step, dev, repeat, warmup)
+    times = time_calls(step, repeat, warmup, dev)
     median = float(np.median(times))
     return {"images_per_s": batch_size / median, "seconds_per_batch": median, "batch_size": batch_size,
             "dtype": None if dtype is None else str(dtype).replace("torch.", ""), "repeat": repeat}
@@ -259,8 +244,8 @@ def time_click(model: torch.nn.Module, dtype: Optional[torch.dtype] = None, imag
     h, w = image.shape[:2]
     with autocast(dev, dtype):
         predictor.set_image(image)
-        times = _timed(lambda: predictor.predict(point_coords=np.array([[w / 2, h / 2]]), point_labels=np.array([1])),
-                       dev, repeat, warmup)
+        times = time_calls(lambda: predictor.predict(point_coords=np.array([[w / 2, h / 2]]),
+                                                     point_labels=np.array([1])), repeat, warmup, dev)
     ms = [t * 1000 for t in times]
     return {"ms_median": float(np.median(ms)), "ms_p90": float(np.percentile(ms, 90)), "repeat": repeat,
             "dtype": None if dtype is None else str(dtype).replace("torch.", "")}
@@ -270,13 +255,10 @@ def time_training(device: str, amp: str = "none", out_dir: Optional[str] = None,
     """Wall time of a :func:`samkit.train.train` run on ``device`` (``config`` holds TrainConfig fields).
 
     Returns ``seconds_loop`` (the optimisation steps; the frozen encoder's embeddings are computed first and
-    counted in ``seconds_embed``), ``seconds_per_epoch``, the steps, the final loss, or ``skipped`` with a
-    reason when :mod:`samkit.train` cannot be imported.
+    counted in ``seconds_embed``), ``seconds_per_epoch``, the steps and the final loss.
     """
-    try:
-        from samkit.train import TrainConfig, train
-    except Exception as exc:  # the training module is optional for this suite
-        return {"skipped": f"samkit.train is not importable: {type(exc).__name__}: {exc}"}
+    from samkit.train import TrainConfig, train
+
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(out_dir) if out_dir else Path(tmp)
         values = dict(config)
@@ -327,7 +309,7 @@ def run_course(device: str, out: Path, notebooks: Optional[str] = None, small: b
     course configuration (``small=False``); returns the runner's records and the run folder."""
     from samkit import runner
 
-    books = runner.find_notebooks(runner.default_notebook_dir(), notebooks)
+    books = runner.find_notebooks(NOTEBOOK_DIR, notebooks)
     params = runner.load_parameters([("device", str(pick_device(device)))], small=small)
     result = runner.run(books, out, params, progress=False, run_name="notebooks")
     return {"ok": result["ok"], "run_dir": str(result["run_dir"]),
@@ -345,12 +327,11 @@ def run_nbval(device: str, work: Path, notebooks: Optional[str] = None, timeout:
     import papermill as pm
     from samkit import runner
 
-    root = Path(__file__).resolve().parent.parent
-    sanitize = root / "tests" / "notebooks" / "nbval_sanitize.cfg"
+    sanitize = REPO / "tests" / "notebooks" / "nbval_sanitize.cfg"
     results: Dict[str, Any] = {}
     work.mkdir(parents=True, exist_ok=True)
     (work / "pytest.ini").write_text("[pytest]\n")
-    for path in runner.find_notebooks(runner.default_notebook_dir(), notebooks):
+    for path in runner.find_notebooks(NOTEBOOK_DIR, notebooks):
         nb = nbformat.read(path, as_version=4)
         if not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"):
             results[path.stem] = {"status": "skipped", "reason": "no stored outputs"}
@@ -391,7 +372,7 @@ def course_table(report: Dict[str, Any]) -> str:
     train = report.get("training", {})
     for key, (label, course) in COURSE_FIGURES.items():
         r = train.get(key, {})
-        ours = _fmt_s(r.get("seconds_loop")) if "seconds_loop" in r else r.get("skipped", "not run (--quick)")
+        ours = _fmt_s(r.get("seconds_loop")) if "seconds_loop" in r else "not run (--quick)"
         if "seconds_loop" in r:
             ours += f" loop + {_fmt_s(r['seconds_embed'])} embeddings ({r['model']}, {r.get('amp')})"
         lines.append(f"{label:48s} {course:20s} {ours}")
@@ -424,7 +405,7 @@ def course_table(report: Dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m samkit.gpu_suite", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_suite", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", help="device under test (default cuda; cpu with --quick)")
     parser.add_argument("--out", default=None, help="output folder (default runs/gpu-<timestamp>)")
     parser.add_argument("--quick", action="store_true", help="tiny model, few repetitions, no notebooks")
@@ -444,7 +425,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         dev = pick_device(args.device)
     except ValueError as exc:
-        print(f"error: {exc}\n(run `python -m samkit.gpu_suite --device cpu --quick` to exercise this suite "
+        print(f"error: {exc}\n(run `python -m tools.gpu_suite --device cpu --quick` to exercise this suite "
               "on the CPU)", file=sys.stderr)
         return 2
     quick = args.quick

@@ -1,8 +1,8 @@
 """Build the course deck (reveal.js slides) from the outputs of an executed course run.
 
-    python -m samkit.slides                                 # latest run in runs/ -> slides/index.html
-    python -m samkit.slides --run runs/20250101-120000 --out /tmp/deck.html
-    python -m samkit.slides --update-reveal 4.6.1           # re-vendor reveal.js from npm (maintainers)
+    python -m tools.slides                                 # latest run in runs/ -> slides/index.html
+    python -m tools.slides --run runs/20250101-120000 --out /tmp/deck.html
+    python -m tools.slides --update-reveal 4.6.1           # re-vendor reveal.js from npm (maintainers)
 
 The deck's text and the figures each slide shows are in ``slides/deck.py``. This module:
 
@@ -43,7 +43,7 @@ REVEAL_DIR = SLIDES_DIR / "reveal.js"
 #: the files of the reveal.js npm package the deck uses (MIT licence, kept in ``slides/reveal.js``)
 REVEAL_FILES = ("LICENSE", "dist/reveal.js", "dist/reveal.css", "dist/theme/white.css")
 REVEAL_VERSION = "4.6.1"
-CARD_FIGURES = Path(__file__).resolve().parent / "assets" / "card" / "figures.json"
+CARD_FIGURES = REPO / "samkit" / "assets" / "card" / "figures.json"
 #: placeholder for reveal_url_prefix; every reference to it is replaced by the inlined file
 _INLINE_PREFIX = "samkit-inline-reveal"
 QUOTE_LABEL = "Quoted from the paper"
@@ -397,7 +397,7 @@ def read_reveal_assets(reveal_dir: PathLike = REVEAL_DIR) -> Dict[str, str]:
     for key, rel in (("js", "dist/reveal.js"), ("css", "dist/reveal.css"), ("theme", "dist/theme/white.css")):
         path = reveal_dir / rel
         if not path.is_file():
-            raise FileNotFoundError(f"reveal.js file {path} is missing (python -m samkit.slides --update-reveal "
+            raise FileNotFoundError(f"reveal.js file {path} is missing (python -m tools.slides --update-reveal "
                                     f"{REVEAL_VERSION} vendors it from npm)")
         assets[key] = path.read_text(encoding="utf-8")
     assets["theme"] = re.sub(r"@import url\([^)]*\);?", "", assets["theme"])
@@ -514,7 +514,7 @@ def vendor_reveal(version: str = REVEAL_VERSION, dest: PathLike = REVEAL_DIR) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m samkit.slides",
+    parser = argparse.ArgumentParser(prog="python -m tools.slides",
                                      description="Build the course deck (slides/index.html) from a course run.")
     parser.add_argument("--run", default="latest", help="run folder, or 'latest' (default) in --runs-dir")
     parser.add_argument("--runs-dir", default="runs", help="where the runs are (default: runs/)")
