@@ -30,6 +30,7 @@ __all__ = [
     "xyxy_to_xywh",
     "encode_rles",
     "decode_rle",
+    "segmentation_mask",
     "rle_area",
     "rle_to_uncompressed",
     "uncompressed_to_rle",
@@ -200,9 +201,22 @@ def encode_rles(masks: np.ndarray) -> List[Dict[str, Any]]:
 
 def decode_rle(rle: Dict[str, Any]) -> np.ndarray:
     """H x W bool mask from a COCO RLE (compressed, bytes or str counts, or uncompressed list counts)."""
-    if isinstance(rle.get("counts"), list):
+    counts = rle.get("counts")
+    if isinstance(counts, list):
         rle = uncompressed_to_rle(rle)
+    elif isinstance(counts, str):  # JSON files hold the compressed counts as text
+        rle = {"size": list(rle["size"]), "counts": counts.encode("ascii")}
     return mask_utils.decode(rle).astype(bool)
+
+
+def segmentation_mask(segmentation: Any) -> np.ndarray:
+    """The ``segmentation`` of a mask record (the generator's ``binary_mask``, ``coco_rle`` or
+    ``uncompressed_rle`` output, or a COCO annotation's RLE) as an H x W bool mask."""
+    if isinstance(segmentation, dict):
+        return decode_rle(segmentation)
+    if hasattr(segmentation, "detach"):
+        segmentation = segmentation.detach().cpu().numpy()
+    return np.asarray(segmentation, dtype=bool)
 
 
 def rle_area(rle: Dict[str, Any]) -> int:

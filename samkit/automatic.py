@@ -35,9 +35,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from torchvision.ops import batched_nms, box_area
 from tqdm.auto import tqdm
+
+from .predictor import as_predictor, as_rgb_uint8
 
 from .amg_utils import (
     box_near_crop_edge,
@@ -47,6 +48,7 @@ from .amg_utils import (
     generate_crop_boxes,
     masks_to_boxes_xyxy,
     remove_small_regions,
+    segmentation_mask,
     rle_area,
     rle_to_uncompressed,
     stability_score,
@@ -123,27 +125,6 @@ def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -
         return torch.zeros(0, dtype=torch.int64)
     groups = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
     return batched_nms(boxes.float(), scores.to(boxes.device), groups, iou_threshold=iou_threshold).cpu()
-
-
-def _as_predictor(model):
-    """A samkit Predictor for a model, or the object itself when it already is a predictor."""
-    if hasattr(model, "set_image") and hasattr(model, "predict_torch"):
-        return model
-    from .predictor import Predictor  # the model code imports nothing from here
-
-    return Predictor(model)
-
-
-def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a numpy array of shape HxWx3 (uint8 RGB), got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape HxWx3 (uint8 RGB), got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image is empty: shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise TypeError(f"image must be uint8 RGB (0-255), got dtype {image.dtype}")
-    return image
 
 
 class AutomaticMaskGenerator:
@@ -234,7 +215,7 @@ class AutomaticMaskGenerator:
         if max_mask_area_frac is not None and not 0.0 < max_mask_area_frac <= 1.0:
             raise ValueError(f"max_mask_area_frac must be in (0, 1], got {max_mask_area_frac}")
 
-        self.predictor = _as_predictor(model)
+        self.predictor = as_predictor(model)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -269,7 +250,7 @@ class AutomaticMaskGenerator:
             ``point_coords`` (``[[x, y]]``, the prompt in image pixels), ``stability_score``,
             ``crop_box`` (XYWH of the crop that produced the mask).
         """
-        image = _check_image(image)
+        image = as_rgb_uint8(image)
         candidates = self._generate_candidates(image)
         if self.min_mask_region_area > 0:
             candidates = self._clean_small_regions(candidates)
@@ -409,18 +390,10 @@ class AutomaticMaskGenerator:
 
 
 # ----------------------------------------------------------------------------------------------
-def _record_mask(record: Dict[str, Any]) -> np.ndarray:
-    seg = record["segmentation"]
-    if isinstance(seg, dict):
-        if isinstance(seg.get("counts"), str):
-            seg = {"size": seg["size"], "counts": seg["counts"].encode("utf-8")}
-        return decode_rle(seg)
-    return np.asarray(seg, dtype=bool)
-
-
 def render_masks(image: np.ndarray, records: Sequence[Dict[str, Any]], alpha: float = 0.5,
                  seed: int = 0) -> np.ndarray:
-    """Draw every mask over the image in a random colour, largest first so small masks stay visible.
+    """Draw every mask over the image in a random colour, largest first so small masks stay visible
+    (the picture :func:`samkit.viz.show_anns` draws, as an array).
 
     Arguments:
         image: H x W x 3 uint8 RGB (or H x W grey).
@@ -431,20 +404,17 @@ def render_masks(image: np.ndarray, records: Sequence[Dict[str, Any]], alpha: fl
     Returns:
         H x W x 3 uint8.
     """
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape HxWx3 or HxW, got {image.shape}")
+    from .viz import blend, mask_overlay, random_colors
+
+    image = as_rgb_uint8(image)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    out = image.astype(np.float32)
-    rng = np.random.default_rng(seed)
-    order = sorted(records, key=lambda r: r["area"] if "area" in r else _record_mask(r).sum(), reverse=True)
-    for record in order:
-        mask = _record_mask(record)
+    masks = [segmentation_mask(r["segmentation"]) for r in records]
+    for mask in masks:
         if mask.shape != image.shape[:2]:
             raise ValueError(f"mask shape {mask.shape} does not match the image {image.shape[:2]}")
-        colour = rng.uniform(0, 255, size=3).astype(np.float32)
-        out[mask] = (1 - alpha) * out[mask] + alpha * colour
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if not masks:
+        return image.copy()
+    order = np.argsort([-m.sum() for m in masks], kind="stable")
+    colours = np.round(random_colors(len(masks), seed) * 255)
+    return blend(image, mask_overlay([masks[i] for i in order], colours, alpha, outline=0))

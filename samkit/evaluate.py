@@ -30,6 +30,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from .amg_utils import build_point_grid, masks_to_boxes_xyxy
+from .predictor import as_predictor, as_rgb_uint8
 
 __all__ = [
     "ResultTable",
@@ -105,16 +106,6 @@ class ResultTable:
 # ----------------------------------------------------------------------------------------------
 # Shared helpers
 # ----------------------------------------------------------------------------------------------
-def _as_predictor(model_or_predictor):
-    if hasattr(model_or_predictor, "predictor"):  # an AutomaticMaskGenerator
-        return model_or_predictor.predictor
-    if hasattr(model_or_predictor, "set_image") and hasattr(model_or_predictor, "predict"):
-        return model_or_predictor
-    from .predictor import Predictor
-
-    return Predictor(model_or_predictor)
-
-
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two H x W bool masks (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()
@@ -126,11 +117,12 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 def _sample_fields(sample: Dict[str, Any], index: int) -> Tuple[np.ndarray, np.ndarray]:
     if not isinstance(sample, dict) or "image" not in sample or "masks" not in sample:
         raise ValueError(f"dataset item {index} must be a dict with 'image' (HxWx3 uint8) and 'masks' (NxHxW bool)")
-    image = np.asarray(sample["image"])
+    try:
+        image = as_rgb_uint8(np.asarray(sample["image"]))
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"dataset item {index}: 'image': {exc}") from None
     masks = sample["masks"]
     masks = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"dataset item {index}: 'image' must be HxWx3, got {image.shape}")
     if masks.ndim == 2:
         masks = masks[None]
     if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
@@ -248,7 +240,7 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
     n_points = sorted(set(int(n) for n in n_points))
     if not n_points or n_points[0] < 1:
         raise ValueError(f"n_points must be positive click counts, got {n_points}")
-    predictor = _as_predictor(model_or_predictor)
+    predictor = as_predictor(model_or_predictor)
     per_object = {s: {n: [] for n in n_points} for s in selections}
     objects, counts = _iterate_objects(dataset, max_objects, progress, "point prompts")
     for gt in _on_predictor(predictor, objects):
@@ -272,7 +264,7 @@ def box_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]], max_objec
     The box is XYXY in original pixels with inclusive ends (the last foreground column/row), the
     convention of :mod:`samkit.data.prompts`.
     """
-    predictor = _as_predictor(model_or_predictor)
+    predictor = as_predictor(model_or_predictor)
     ious: List[float] = []
     objects, counts = _iterate_objects(dataset, max_objects, progress, "box prompts")
     for gt in _on_predictor(predictor, objects):
@@ -374,9 +366,8 @@ def edge_map(generator_or_model, image: np.ndarray, points_per_side: int = 16, p
     Two passes keep memory bounded: the first finds every mask's box and score for the NMS, the second
     recomputes only the point batches holding kept masks and accumulates their edge responses.
     """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
-        raise ValueError(f"image must be a non-empty HxWx3 uint8 array, got {getattr(image, 'shape', type(image))}")
-    predictor = _as_predictor(generator_or_model)
+    image = as_rgb_uint8(image)
+    predictor = as_predictor(generator_or_model)
     threshold = float(predictor.model.mask_threshold)
     h, w = image.shape[:2]
     predictor.set_image(image)

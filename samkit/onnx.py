@@ -44,6 +44,7 @@ from torch import nn
 
 from .model.configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD
 from .model.sam import Sam
+from .predictor import as_rgb_uint8
 from .transforms import ResizeLongestSide
 
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input",
@@ -266,9 +267,7 @@ class OnnxPredictor:
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """``H x W x 3`` uint8 RGB -> ``1 x 3 x S x S`` float32: resized (long side S), normalised, padded."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be an H x W x 3 uint8 RGB array, got "
-                             f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image).__name__)}")
+        image = as_rgb_uint8(image)
         resized = self.transform.apply_image(image).astype(np.float32)
         x = (resized - np.asarray(PIXEL_MEAN, np.float32)) / np.asarray(PIXEL_STD, np.float32)
         h, w = x.shape[:2]

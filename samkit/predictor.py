@@ -87,6 +87,23 @@ def check_prompts(original_size: Tuple[int, int], point_coords=None, point_label
                              f"(the low_res_logits of a previous predict), got shape {m.shape}")
 
 
+def as_predictor(model_or_predictor) -> "Predictor":
+    """A predictor for whatever the caller holds: a predictor (anything with ``set_image`` and
+    ``predict`` or ``predict_torch``, e.g. :class:`samkit.onnx.OnnxPredictor`) as it is, an
+    :class:`~samkit.AutomaticMaskGenerator`'s own predictor, or a new :class:`Predictor` for a
+    :class:`~samkit.model.Sam`."""
+    obj = model_or_predictor
+    if hasattr(obj, "set_image") and (hasattr(obj, "predict") or hasattr(obj, "predict_torch")):
+        return obj
+    inner = getattr(model_or_predictor, "predictor", None)  # an AutomaticMaskGenerator
+    if inner is not None:
+        return inner
+    if not isinstance(model_or_predictor, Sam):
+        raise TypeError("expected a samkit Sam model, a Predictor or an AutomaticMaskGenerator, got "
+                        f"{type(model_or_predictor).__name__}")
+    return Predictor(model_or_predictor)
+
+
 class Predictor:
     """Efficient repeated prompting of one image (or a batch of images).
 

@@ -15,6 +15,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = [
+    "mask_outline",
+    "palette_rgba",
+    "paint_index",
+    "mask_overlay",
+    "blend",
     "show_mask",
     "show_points",
     "show_box",
@@ -47,6 +52,65 @@ def random_colors(n: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(0.15, 1.0, (n, 3))
 
 
+# ----------------------------------------------------------------------------------------------
+# Overlays as arrays (the widget's canvas, saved pictures, show_anns)
+# ----------------------------------------------------------------------------------------------
+def mask_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The inner boundary of an ``H x W`` bool mask, ``width`` pixels thick (4-neighbour erosion)."""
+    inner = mask.copy()
+    for _ in range(width):
+        eroded = inner.copy()
+        eroded[1:] &= inner[:-1]
+        eroded[:-1] &= inner[1:]
+        eroded[:, 1:] &= inner[:, :-1]
+        eroded[:, :-1] &= inner[:, 1:]
+        inner = eroded
+    return mask & ~inner
+
+
+def palette_rgba(colours: Sequence[Sequence[float]], opacity: float) -> np.ndarray:
+    """An overlay palette for ``N`` colours (RGB, 0-255): ``(1 + 2N) x 4`` uint8 RGBA. Index 0 is
+    transparent, ``1 + 2c`` the inside of a mask in colour ``c`` (opacity ``opacity``, 0-1), ``2 + 2c``
+    its outline (opaque)."""
+    rgb = np.asarray(colours, dtype=np.float64).reshape(-1, 3)
+    pal = np.zeros((1 + 2 * len(rgb), 4), dtype=np.uint8)
+    pal[1::2, :3] = pal[2::2, :3] = np.clip(np.round(rgb), 0, 255)
+    pal[1::2, 3] = int(round(255 * opacity))
+    pal[2::2, 3] = 255
+    return pal
+
+
+def paint_index(index: np.ndarray, mask: np.ndarray, colour: int, outline: int = 2) -> None:
+    """Paint ``mask`` (``H x W`` bool) into the ``H x W`` palette-index image ``index`` in place, in
+    colour ``colour`` of :func:`palette_rgba`: inside ``1 + 2c``, an ``outline``-pixel boundary
+    ``2 + 2c`` (none with ``outline=0``)."""
+    index[mask] = 1 + 2 * colour
+    if outline:
+        index[mask_outline(mask, outline)] = 2 + 2 * colour
+
+
+def mask_overlay(masks: Sequence[np.ndarray], colours: Sequence[Sequence[float]], opacity: float,
+                 outline: int = 2) -> np.ndarray:
+    """``N`` masks (``H x W`` bool, later ones on top) painted in ``colours`` (``N x 3``, RGB 0-255):
+    an ``H x W x 4`` uint8 RGBA overlay, transparent where no mask is (see :func:`paint_index`)."""
+    if len(masks) == 0:
+        raise ValueError("mask_overlay needs at least one mask")
+    index = np.zeros(np.shape(masks[0]), dtype=np.uint8 if 2 * len(masks) < 256 else np.uint16)
+    for c, mask in enumerate(masks):
+        paint_index(index, np.asarray(mask, dtype=bool), c, outline)
+    return palette_rgba(colours, opacity)[index]
+
+
+def blend(image: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """Alpha-composite an ``H x W x 4`` uint8 overlay onto an ``H x W x 3`` uint8 image."""
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    out = image.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Matplotlib
+# ----------------------------------------------------------------------------------------------
 def show_mask(mask: Any, ax: Any = None, color: Optional[Sequence[float]] = None, alpha: float = 0.5,
               outline: bool = True) -> Any:
     """Overlay one H x W bool mask (numpy or tensor) as a translucent colour with an optional outline."""
@@ -94,16 +158,9 @@ def show_box(box: Any, ax: Any = None, color: str = "green", linewidth: float = 
 
 def _as_masks(anns: Any) -> List[np.ndarray]:
     if isinstance(anns, (list, tuple)) and anns and isinstance(anns[0], Mapping):
-        masks = []
-        for a in anns:
-            seg = a["segmentation"]
-            if isinstance(seg, Mapping):  # COCO RLE
-                from pycocotools import mask as mask_utils
+        from .amg_utils import segmentation_mask
 
-                counts = seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
-                seg = mask_utils.decode({"size": list(seg["size"]), "counts": counts})
-            masks.append(_np(seg).astype(bool))
-        return masks
+        return [segmentation_mask(a["segmentation"]) for a in anns]
     arr = _np(anns).astype(bool)
     if arr.ndim == 2:
         arr = arr[None]
@@ -128,11 +185,7 @@ def show_anns(anns: Any, ax: Any = None, image: Optional[np.ndarray] = None, see
         return ax
     order = np.argsort([-m.sum() for m in masks], kind="stable")
     colors = random_colors(len(masks), seed)
-    h, w = masks[0].shape
-    overlay = np.zeros((h, w, 4), dtype=float)
-    for rank, i in enumerate(order):
-        overlay[masks[i], :3] = colors[rank]
-        overlay[masks[i], 3] = alpha
+    overlay = mask_overlay([masks[i] for i in order], np.round(colors * 255), alpha, outline=0)
     ax.imshow(overlay, interpolation="nearest")
     if outline:
         for rank, i in enumerate(order):

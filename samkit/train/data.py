@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from samkit.predictor import as_rgb_uint8
 from samkit.train.config import DataConfig, TrainConfig
 from samkit.transforms import ResizeLongestSide
 
@@ -210,10 +211,10 @@ def prepare_image(
         masks: ``N x H x W`` bool, original pixels.
         max_masks: keep at most the first ``max_masks`` masks that pass the filter.
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(
-            f"image {index}: expected H x W x 3 uint8, got {image.shape} {image.dtype}"
-        )
+    try:
+        image = as_rgb_uint8(image)  # grey and RGBA are brought to RGB, as the predictor does
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"image {index}: {exc}") from None
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
         raise ValueError(

@@ -4,11 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-segment_anything = pytest.importorskip("segment_anything", reason="the parity tests need segment-anything==1.0 "
-                                        "(installed by `make test`)")
-
-
-from samkit.testing import parity_image, perturb_ as randomize_  # noqa: E402,F401  (shared with benchmarks)
+from samkit.testing import parity_image, perturb_ as randomize_  # noqa: F401  (shared with benchmarks)
 
 
 @pytest.fixture(scope="session")

@@ -108,8 +108,6 @@ PROMPTS = {
 
 @pytest.mark.slow
 def test_predictor_matches_official(official, checkpoint):
-    if not hasattr(samkit, "load_model"):
-        pytest.skip("samkit.load_model is not available yet: the full vit_t model cannot be built")
     model = samkit.load_model("vit_t", checkpoint=checkpoint)  # loads every key strictly
     mine = samkit.Predictor(model, cache=False)
     theirs = SamPredictor(official)

@@ -73,7 +73,7 @@ def test_point_grid_is_cell_centres():
 
 
 def test_point_grid_matches_official():
-    amg = pytest.importorskip("segment_anything.utils.amg")
+    from segment_anything.utils import amg
     for n in (1, 3, 16, 32):
         assert np.array_equal(amg_utils.build_point_grid(n), amg.build_point_grid(n))
     for size, layers in [((480, 640), 1), ((321, 481), 2), ((50, 30), 2)]:
@@ -117,7 +117,7 @@ def test_rle_round_trip_and_uncompressed_matches_official():
         assert amg_utils.rle_area(r) == m.sum()
         un = amg_utils.rle_to_uncompressed(r)
         assert np.array_equal(amg_utils.decode_rle(un), m)
-    amg = pytest.importorskip("segment_anything.utils.amg")
+    from segment_anything.utils import amg
     official = amg.mask_to_rle_pytorch(torch.from_numpy(masks))
     assert [amg_utils.rle_to_uncompressed(r) for r in rles] == official
 
@@ -228,7 +228,7 @@ def test_min_region_area_fills_holes():
 def test_defaults_match_official():
     import inspect
 
-    official = pytest.importorskip("segment_anything").SamAutomaticMaskGenerator
+    from segment_anything import SamAutomaticMaskGenerator as official
     ours = inspect.signature(AutomaticMaskGenerator).parameters
     for name, p in inspect.signature(official).parameters.items():
         assert name in ours and ours[name].default == p.default, name
@@ -264,13 +264,25 @@ def test_bad_images():
     gen = AutomaticMaskGenerator(DiscPredictor(), points_per_side=1, progress=False)
     with pytest.raises(ValueError, match="empty"):
         gen.generate(np.zeros((0, 10, 3), np.uint8))
-    with pytest.raises(ValueError, match="HxWx3"):
-        gen.generate(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="3 channels"):
+        gen.generate(np.zeros((10, 10, 2), np.uint8))
     with pytest.raises(TypeError, match="uint8"):
         gen.generate(np.zeros((10, 10, 3), np.float32))
     crops = AutomaticMaskGenerator(DiscPredictor(), points_per_side=1, crop_n_layers=1, progress=False)
     with pytest.raises(ValueError, match="smaller than a crop"):
         crops.generate(np.zeros((1, 1, 3), np.uint8))
+
+
+def test_grey_images_are_accepted_like_the_predictor():
+    """One image check for the whole kit (samkit.predictor.as_rgb_uint8): grey is repeated to RGB."""
+    gen = AutomaticMaskGenerator(DiscPredictor(), points_per_side=2, pred_iou_thresh=0.0,
+                                 stability_score_thresh=0.0, progress=False)
+    grey = _blank(48, 64)[..., 0]
+    from_grey, from_rgb = gen.generate(grey), gen.generate(np.repeat(grey[..., None], 3, axis=2))
+    assert len(from_grey) == len(from_rgb) > 0
+    for a, b in zip(from_grey, from_rgb):
+        assert np.array_equal(a["segmentation"], b["segmentation"])
+    assert render_masks(grey, from_grey).shape == (48, 64, 3)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+from scipy import ndimage
 import pytest
 import torch
 
@@ -104,13 +105,52 @@ def test_prompt_errors(tiny):
 # ----------------------------------------------------------------------------------------------
 # edge maps
 # ----------------------------------------------------------------------------------------------
+class SquarePredictor:
+    """Scripted: every point gives the same three masks, the square rows 10-29, columns 15-39, as logits
+    of twice the signed distance to its boundary (no network, exact expectations)."""
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.model = SimpleNamespace(mask_threshold=0.0)
+        self.transform = SimpleNamespace(apply_coords=lambda c, size: np.asarray(c, dtype=np.float64))
+        self.device = torch.device("cpu")
+
+    def set_image(self, image):
+        self.size = image.shape[:2]
+
+    def reset_image(self):
+        self.size = None
+
+    def predict_torch(self, point_coords, point_labels, multimask_output=True, return_logits=False):
+        yy, xx = torch.meshgrid(torch.arange(self.size[0]).float(), torch.arange(self.size[1]).float(),
+                                indexing="ij")
+        d = torch.minimum(torch.minimum(yy - 9.5, 29.5 - yy), torch.minimum(xx - 14.5, 39.5 - xx))
+        logits = (2 * d).expand(len(point_coords), 3, *self.size)
+        return logits, torch.tensor([[0.9, 0.8, 0.7]]).repeat(len(point_coords), 1), None
+
+
+def test_edge_map_traces_the_mask_outline():
+    image = np.full((40, 56, 3), 30, np.uint8)
+    e = evaluate.edge_map(SquarePredictor(), image, points_per_side=4)
+    assert e.shape == (40, 56) and e.dtype == np.float32
+    assert e.max() == 1.0                                     # normalised by its maximum, not clipped
+    square = np.zeros((40, 56), bool)
+    square[10:30, 15:40] = True
+    near = ndimage.binary_dilation(square, iterations=2) & ~ndimage.binary_erosion(square, iterations=2)
+    assert e[~near].max() == 0.0                              # nothing away from the outline
+    assert e[10:30, 13:17].max(axis=1).min() > 0.2            # every row of the left side ...
+    assert e[10:30, 38:42].max(axis=1).min() > 0.2            # ... and of the right side
+    assert e[8:12, 15:40].max(axis=0).min() > 0.2             # every column of the top side
+    assert (e > 0)[12:28, 13:17].sum(axis=1).max() <= 2       # thinned: at most 2 pixels across
+
+
 def test_edge_map_tiny(tiny):
     image = np.full((40, 56, 3), 30, np.uint8)
     image[10:30, 15:40] = (230, 230, 60)
     gen = samkit.AutomaticMaskGenerator(tiny, progress=False)
-    e = evaluate.edge_map(gen, image, points_per_side=4)
-    assert e.shape == (40, 56) and e.dtype == np.float32
-    assert e.min() >= 0.0 and e.max() <= 1.0
+    e = evaluate.edge_map(gen, image[..., 0], points_per_side=4)   # grey, as the predictor accepts
+    assert e.shape == (40, 56) and e.dtype == np.float32 and e.max() == 1.0
 
 
 def test_baselines_find_a_square():

@@ -7,10 +7,7 @@ import torch
 
 import samkit
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
-from samkit.onnx import OnnxPredictor, export_decoder, export_encoder, read_metadata  # noqa: E402
+from samkit.onnx import OnnxPredictor, export_decoder, export_encoder, read_metadata
 
 H, W = 120, 160  # original image size used throughout
 

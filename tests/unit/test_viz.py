@@ -40,15 +40,43 @@ def test_show_anns_largest_first_and_records():
     fig, ax = plt.subplots()
     viz.show_anns(s["masks"], ax, image=s["image"], seed=0)
     overlay = ax.images[-1].get_array()
-    colours = viz.random_colors(3, 0)
+    colours = np.round(viz.random_colors(3, 0) * 255)
     # the largest mask gets the first colour; small masks drawn on top keep theirs
-    assert np.allclose(overlay[6, 6, :3], colours[0]) and np.allclose(overlay[12, 12, :3], colours[1])
+    assert np.array_equal(overlay[6, 6, :3], colours[0]) and np.array_equal(overlay[12, 12, :3], colours[1])
+    assert overlay[6, 6, 3] == round(0.55 * 255) and overlay[0, 0, 3] == 0
     records = [{"segmentation": m, "area": int(m.sum())} for m in s["masks"]]
     fig2, ax2 = plt.subplots()
     viz.show_anns(records, ax2)
-    assert np.allclose(ax2.images[-1].get_array()[12, 12, :3], colours[1])
+    assert np.array_equal(ax2.images[-1].get_array()[12, 12, :3], colours[1])
+    from pycocotools import mask as mask_utils
+
+    rles = []
+    for m in s["masks"]:
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        rles.append({"segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})
+    fig3, ax3 = plt.subplots()
+    viz.show_anns(rles, ax3)                          # COCO RLE with text counts, as JSON files hold them
+    assert np.array_equal(ax3.images[-1].get_array(), ax2.images[-1].get_array())
     viz.show_sample(s, max_masks=2, boxes=True)
     plt.close("all")
+
+
+def test_mask_overlay_and_blend():
+    masks = np.zeros((2, 6, 8), bool)
+    masks[0, 1:5, 1:7] = True
+    masks[1, 2:4, 3:5] = True
+    rgba = viz.mask_overlay(masks, [(255, 0, 0), (0, 0, 255)], 0.5, outline=1)
+    assert rgba.shape == (6, 8, 4) and rgba.dtype == np.uint8
+    assert tuple(rgba[0, 0]) == (0, 0, 0, 0)
+    assert tuple(rgba[1, 1]) == (255, 0, 0, 255)                  # the first mask's outline, opaque
+    assert tuple(rgba[2, 2]) == (255, 0, 0, 128)                  # its inside
+    assert tuple(rgba[2, 3]) == (0, 0, 255, 255)                  # the second mask, on top
+    image = np.full((6, 8, 3), 100, np.uint8)
+    out = viz.blend(image, rgba)
+    assert tuple(out[0, 0]) == (100, 100, 100) and tuple(out[1, 1]) == (255, 0, 0)
+    assert tuple(out[2, 2]) == (178, 50, 50)                      # 100 * (1 - 128/255) + 255 * 128/255, rounded
+    many = viz.mask_overlay([masks[0]] * 200, np.zeros((200, 3)), 1.0)   # more colours than uint8 indices
+    assert many.shape == (6, 8, 4) and many[2, 2, 3] == 255
 
 
 def test_plot_curves_from_records_and_csv(tmp_path):
