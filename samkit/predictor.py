@@ -81,10 +81,10 @@ def check_prompts(original_size: Tuple[int, int], point_coords=None, point_label
         if x1 < x0 or y1 < y0:
             raise ValueError(f"box must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0, got {b.reshape(4).tolist()}")
     if mask_input is not None and mask_input_size is not None:
-        m = np.asarray(mask_input)
-        if m.shape != (1, *mask_input_size):
+        m = mask_input if isinstance(mask_input, torch.Tensor) else np.asarray(mask_input)
+        if tuple(m.shape) != (1, *mask_input_size):
             raise ValueError(f"mask_input must be 1 x {mask_input_size[0]} x {mask_input_size[1]} low-res logits "
-                             f"(the low_res_logits of a previous predict), got shape {m.shape}")
+                             f"(the low_res_logits of a previous predict), got shape {tuple(m.shape)}")
 
 
 def as_predictor(model_or_predictor) -> "Predictor":
@@ -235,6 +235,22 @@ class Predictor:
             masks ``C x H x W`` (bool, or float logits with ``return_logits``), IoU predictions ``C``, and
             low-res logits ``C x 256 x 256``; C = 3 with ``multimask_output`` else 1.
         """
+        low_res, iou = self.predict_low_res(point_coords, point_labels, box, mask_input, multimask_output)
+        masks = self.upscale_masks(low_res[None], return_logits)[0]
+        masks = masks if masks.dtype == torch.bool else masks.float()
+        return masks.cpu().numpy(), iou.float().cpu().numpy(), low_res.float().cpu().numpy()
+
+    @torch.no_grad()
+    def predict_low_res(self, point_coords: Optional[np.ndarray] = None,
+                        point_labels: Optional[np.ndarray] = None, box: Optional[np.ndarray] = None,
+                        mask_input: Union[np.ndarray, torch.Tensor, None] = None,
+                        multimask_output: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predict` without the upsampling: the decoder's answer, on the model's device.
+
+        Same prompts (original pixels; ``mask_input`` may also be a ``1 x 256 x 256`` tensor). Returns
+        low-res logits ``C x 256 x 256`` and IoU predictions ``C``; :meth:`upscale_masks` turns the
+        outputs one wants to see into masks (the click widget upsamples only the mask it shows).
+        """
         self._require_image()
         if self.features.shape[0] != 1:
             raise RuntimeError("several images are set: use predict_batch()")
@@ -248,10 +264,18 @@ class Predictor:
             b = self.transform.apply_boxes(np.asarray(box, dtype=float), self.original_size)
             box_t = torch.as_tensor(b, dtype=torch.float, device=self.device)[None, :]
         if mask_input is not None:
-            mask_t = torch.as_tensor(np.asarray(mask_input), dtype=torch.float, device=self.device)[None]
-        masks, iou, low_res = self.predict_torch(coords_t, labels_t, box_t, mask_t, multimask_output, return_logits)
-        masks = masks[0] if masks.dtype == torch.bool else masks[0].float()
-        return masks.cpu().numpy(), iou[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+            mask_t = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)[None]
+        low_res, iou = self.model.encode_prompts_and_decode(
+            self.features, coords_t, labels_t, box_t, mask_t, multimask_output)
+        return low_res[0], iou[0]
+
+    @torch.no_grad()
+    def upscale_masks(self, low_res: torch.Tensor, return_logits: bool = False) -> torch.Tensor:
+        """``B x C x 256 x 256`` low-res logits of the current image -> ``B x C x H x W`` masks at the
+        original image size: bool (logit > the model's threshold), or the logits with ``return_logits``."""
+        self._require_image()
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        return masks if return_logits else masks > self.model.mask_threshold
 
     @torch.no_grad()
     def predict_torch(self, point_coords: Optional[torch.Tensor] = None, point_labels: Optional[torch.Tensor] = None,
@@ -268,10 +292,7 @@ class Predictor:
         self._require_image()
         low_res, iou = self.model.encode_prompts_and_decode(
             self.features, point_coords, point_labels, boxes, mask_input, multimask_output)
-        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, iou, low_res
+        return self.upscale_masks(low_res, return_logits), iou, low_res
 
     @torch.no_grad()
     def predict_batch(self, point_coords: Optional[Sequence[Optional[np.ndarray]]] = None,

@@ -7,17 +7,15 @@ layers (the image, a translucent RGBA mask overlay, the prompts) and ipywidgets 
     seg                      # display it; click on an object
     seg.masks                # one H x W bool mask per kept object, plus the current one
 
+The widget is a view: what it shows and what it saves live in a :class:`samkit.clicks.ClickSession`
+(``seg.session``: the prompts, the decoder's answers through the predictor, undo, the kept objects,
+saving), which works without any user interface.
+
 Mouse (handled by ``ipyevents`` on the canvas, which reports the button and suppresses the context menu):
 
 * left click: a positive point (the object is here), green star;
 * right click, or shift + left click: a negative point (not here), red star;
 * left drag: a box (one per object; a new drag replaces it).
-
-Every change re-runs only the prompt encoder and the mask decoder on the image embedding, which is
-computed once per image (the predictor's :class:`~samkit.cache.EmbeddingCache`). As in the official demo,
-a single prompt asks for the three ambiguity-aware masks (pick one with the buttons, each labelled with its
-predicted IoU); with several prompts the single-mask output is used and the previous low-res logits of the
-chosen mask are fed back as ``mask_input``.
 
 Coordinates: the ``handle_*`` methods take **display pixels** (the canvas, ``display_width x
 display_height``; ``(0, 0)`` is the top-left corner) and convert them to **original image pixels**
@@ -25,8 +23,8 @@ display_height``; ``(0, 0)`` is the top-left corner) and convert them to **origi
 original image pixels.
 
 Clicks that arrive while the decoder runs are never dropped: the prompt is recorded at once, and the
-decoder runs again for the latest prompts when it is free (a lock plus one pending-request flag), so a
-burst of clicks costs at most two decoder passes.
+decoder runs again for the latest prompts when it is free (a worker thread with one pending-request
+flag), so a burst of clicks costs at most two decoder passes.
 
 Front ends: JupyterLab 4, Notebook 7 and VS Code render it with ipywidgets 8 (ipycanvas and ipyevents
 ship their JavaScript); in Colab call ``from google.colab import output;
@@ -38,24 +36,19 @@ same state with matplotlib.
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
-import torch
 
+from .clicks import (PALETTE, BoxPrompt, ClickSession, PointPrompt, Prompt, SegmentedObject, click_palette,
+                     split_prompts)
 from .model.sam import Sam
-from .predictor import Predictor, as_rgb_uint8
+from .predictor import Predictor
+from .viz import blend, mask_outline, paint_index
 
-#: object colours (RGB, 0-255): the first object is blue, the next orange, ...
-PALETTE: Tuple[Tuple[int, int, int], ...] = (
-    (30, 144, 255), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 215, 0),
-)
 POSITIVE_COLOUR = "#00d000"
 NEGATIVE_COLOUR = "#ff2020"
 BOX_COLOUR = "#00ff66"
@@ -67,67 +60,7 @@ MAX_DISPLAY_HEIGHT = 640
 #: a press and release closer than this (display pixels) is a click, farther apart a box drag.
 CLICK_TOLERANCE = 5.0
 
-#: how many decoded prompt sets are remembered, so that undo shows them again without decoding.
-RESULT_MEMORY = 64
-
 PathLike = Union[str, Path]
-
-
-# ---------------------------------------------------------------------------------------------- prompts
-@dataclass(frozen=True)
-class PointPrompt:
-    """A click in original image pixels; ``label`` 1 = on the object (positive), 0 = background."""
-
-    x: float
-    y: float
-    label: int
-
-
-@dataclass(frozen=True)
-class BoxPrompt:
-    """A box ``(x0, y0, x1, y1)`` in original image pixels, ``x1 >= x0``, ``y1 >= y0``."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-
-Prompt = Union[PointPrompt, BoxPrompt]
-
-
-@dataclass
-class SegmentedObject:
-    """An object the user kept: its ``H x W`` bool mask, the prompts that made it, its predicted IoU."""
-
-    mask: np.ndarray
-    prompts: Tuple[Prompt, ...]
-    score: float
-    colour: Tuple[int, int, int]
-
-
-class _Result:
-    """One decoder answer for one prompt set: ``C`` low-res logits ``C x L x L`` and IoU predictions ``C``."""
-
-    def __init__(self, prompts: Tuple[Prompt, ...], low_res: torch.Tensor, scores: np.ndarray) -> None:
-        self.prompts = prompts
-        self.low_res = low_res
-        self.scores = scores
-        self.selected = int(np.argmax(scores))
-        self.full: Dict[int, np.ndarray] = {}      # index -> H x W bool, computed on demand
-
-
-def split_prompts(prompts: Sequence[Prompt]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
-    """Prompts -> ``(point_coords N x 2, point_labels N, box 4)`` in original pixels (``None`` where absent).
-
-    Only the last box counts (SAM takes one box per object).
-    """
-    points = [p for p in prompts if isinstance(p, PointPrompt)]
-    boxes = [p for p in prompts if isinstance(p, BoxPrompt)]
-    coords = np.array([[p.x, p.y] for p in points], dtype=np.float64) if points else None
-    labels = np.array([p.label for p in points], dtype=np.int64) if points else None
-    box = np.array([boxes[-1].x0, boxes[-1].y0, boxes[-1].x1, boxes[-1].y1], dtype=np.float64) if boxes else None
-    return coords, labels, box
 
 
 # ------------------------------------------------------------------------------------------- drawing
@@ -155,46 +88,6 @@ def display_shape(height: int, width: int, display_size: Union[None, int, Tuple[
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
-def mask_outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
-    """The inner boundary of an ``H x W`` bool mask, ``width`` pixels thick (4-neighbour erosion)."""
-    inner = mask.copy()
-    for _ in range(width):
-        eroded = inner.copy()
-        eroded[1:] &= inner[:-1]
-        eroded[:-1] &= inner[1:]
-        eroded[:, 1:] &= inner[:, :-1]
-        eroded[:, :-1] &= inner[:, 1:]
-        inner = eroded
-    return mask & ~inner
-
-
-def palette_rgba(opacity: float) -> np.ndarray:
-    """The overlay palette, ``(1 + 2 * len(PALETTE)) x 4`` uint8 RGBA: index 0 is transparent, index
-    ``1 + 2c`` the inside of a mask in colour ``c`` (opacity ``opacity``), ``2 + 2c`` its outline (opaque)."""
-    pal = np.zeros((1 + 2 * len(PALETTE), 4), dtype=np.uint8)
-    for c, rgb in enumerate(PALETTE):
-        pal[1 + 2 * c] = (*rgb, int(round(255 * opacity)))
-        pal[2 + 2 * c] = (*rgb, 255)
-    return pal
-
-
-def paint_index(index: np.ndarray, mask: np.ndarray, colour: int) -> None:
-    """Paint ``mask`` (``H x W`` bool) into the ``H x W`` uint8 palette-index image in place, in palette
-    colour ``colour`` (inside ``1 + 2c``, 2-pixel outline ``2 + 2c``; see :func:`palette_rgba`)."""
-    c = int(colour) % len(PALETTE)
-    index[mask] = 1 + 2 * c
-    index[mask_outline(mask)] = 2 + 2 * c
-
-
-def paint_mask(rgba: np.ndarray, mask: np.ndarray, colour: Sequence[int], alpha: float) -> None:
-    """Paint ``mask`` (``H x W`` bool) into the ``H x W x 4`` uint8 ``rgba`` overlay in place: the inside in
-    ``colour`` (RGB 0-255) at opacity ``alpha`` (0-1), a 2-pixel outline fully opaque."""
-    if not mask.any():
-        return
-    rgba[mask] = (*colour, int(round(255 * alpha)))
-    rgba[mask_outline(mask)] = (*colour, 255)
-
-
 def palette_png(index: np.ndarray, palette: np.ndarray, compress_level: int = 1) -> bytes:
     """An ``H x W`` palette-index image and its ``N x 4`` RGBA palette as a (lossless) PNG with transparency."""
     from PIL import Image
@@ -212,13 +105,6 @@ def star_polygon(x: float, y: float, radius: float = 9.0) -> np.ndarray:
     angles = -np.pi / 2 + np.arange(10) * np.pi / 5
     radii = np.where(np.arange(10) % 2 == 0, radius, radius * 0.45)
     return np.stack([x + radii * np.cos(angles), y + radii * np.sin(angles)], axis=1)
-
-
-def blend(image: np.ndarray, rgba: np.ndarray) -> np.ndarray:
-    """Alpha-composite an ``H x W x 4`` uint8 overlay onto an ``H x W x 3`` uint8 image."""
-    a = rgba[..., 3:4].astype(np.float32) / 255.0
-    out = image.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def _png(rgba: np.ndarray, compress_level: int = 1) -> bytes:
@@ -278,11 +164,11 @@ def image_from_upload(value: Any) -> np.ndarray:
 
 # -------------------------------------------------------------------------------------------- widget
 class ClickSegmenter:
-    """Interactive click-to-segment for one image.
+    """Interactive click-to-segment for one image: a canvas and buttons over a :class:`ClickSession`.
 
     Args:
-        predictor_or_model: a :class:`~samkit.Predictor`, a :class:`~samkit.model.Sam` (wrapped in a new
-            predictor) or a model name for :func:`samkit.load_model`.
+        predictor_or_model: a :class:`~samkit.Predictor`, a :class:`~samkit.model.Sam` or a model name
+            for :func:`samkit.load_model` (see :class:`~samkit.clicks.ClickSession`).
         image: ``H x W x 3`` uint8 RGB (grayscale and RGBA are converted).
         display_size: canvas size: ``None`` fits the image in 640 x 640 display pixels, an int fits it in a
             square of that side, ``(width, height)`` is used as given.
@@ -293,34 +179,20 @@ class ClickSegmenter:
             clicks coalesce; ``handle_*`` calls with ``wait=True`` (the default) are synchronous anyway.
 
     Attributes (Python side): :attr:`masks`, :attr:`prompts`, :attr:`scores`, :attr:`current_mask`,
-    :attr:`objects`, :attr:`widget` (the ipywidgets box to display), :attr:`canvas`.
+    :attr:`objects`, :attr:`session`, :attr:`widget` (the ipywidgets box to display), :attr:`canvas`.
     """
 
     def __init__(self, predictor_or_model: Union[Predictor, Sam, str], image: np.ndarray,
                  display_size: Union[None, int, Tuple[int, int]] = None, multimask: Union[str, bool] = "auto",
                  upload: bool = False, threaded: bool = True) -> None:
-        if isinstance(predictor_or_model, str):
-            import samkit
-
-            predictor_or_model = samkit.load_model(predictor_or_model)
-        if isinstance(predictor_or_model, Predictor):
-            self.predictor = predictor_or_model
-        elif isinstance(predictor_or_model, Sam):
-            self.predictor = Predictor(predictor_or_model)
-        else:
-            raise TypeError("predictor_or_model must be a samkit.Predictor, a samkit Sam model or a model name, "
-                            f"got {type(predictor_or_model).__name__}")
-        if multimask not in ("auto", True, False):
-            raise ValueError(f"multimask must be 'auto', True or False, got {multimask!r}")
-        self.multimask = multimask
+        self.session = ClickSession(predictor_or_model, image, multimask=multimask)
         self.threaded = threaded
         self._display_size = display_size
         self.opacity = 0.45
         self.last_error: Optional[BaseException] = None
-        self.timings: Dict[str, float] = {}
-        self.decode_count = 0
+        self.timings = self.session.timings   # embedding_s, decoder_ms (session); render_ms, click_ms
 
-        self._lock = threading.RLock()         # guards the prompt state below
+        self._lock = threading.Lock()          # guards the worker flags below
         self._render_lock = threading.Lock()   # one drawing at a time (ipycanvas batches are global)
         self._idle = threading.Event()
         self._idle.set()
@@ -329,91 +201,94 @@ class ClickSegmenter:
         self._working_thread: Optional[int] = None
         self._callbacks: List[Callable[["ClickSegmenter"], Any]] = []
         self._press: Optional[Tuple[float, float, int, bool]] = None
-        self._last_move: Optional[Tuple[float, float]] = None
         self._syncing = False
+        self._kept: Optional[Tuple[Tuple[int, ...], np.ndarray]] = None   # kept objects at display size
 
         self._build_widgets(upload)
-        self.set_image(image)
+        self._show_image(cached=None)
 
     # ------------------------------------------------------------------------------------ the image
     def set_image(self, image: np.ndarray) -> None:
         """Show a new image: compute (or fetch from the cache) its embedding and forget all prompts."""
-        image = as_rgb_uint8(image)
         self.wait()
         self._set_status("⏳ computing the image embedding (image encoder)…")
-        start = time.perf_counter()
-        hits = getattr(self.predictor.cache, "hits", 0)
         try:
-            self.predictor.set_image(image)
+            cached = self.session.set_image(image)
         except Exception as exc:
             self._set_status(f"error while embedding the image: {exc}")
             raise
-        cached = getattr(self.predictor.cache, "hits", 0) > hits
-        self.timings["embedding_s"] = time.perf_counter() - start
-        with self._lock:
-            # our own references: other code may set another image on a shared predictor afterwards
-            self._features = self.predictor.get_image_embedding()
-            self._input_size = tuple(self.predictor.input_size)
-            self._original_size = tuple(self.predictor.original_size)
-            self.image = image
-            self.height, self.width = image.shape[:2]
-            self.display_height, self.display_width = display_shape(self.height, self.width, self._display_size)
-            self._sx = self.display_width / self.width
-            self._sy = self.display_height / self.height
-            self._rows = np.minimum(((np.arange(self.display_height) + 0.5) / self._sy).astype(np.int64), self.height - 1)
-            self._cols = np.minimum(((np.arange(self.display_width) + 0.5) / self._sx).astype(np.int64), self.width - 1)
-            self._prompts: Tuple[Prompt, ...] = ()
-            self._result: Optional[_Result] = None
-            self._objects: List[SegmentedObject] = []
-            self._history: List[Tuple[Tuple[Prompt, ...], Tuple[SegmentedObject, ...]]] = []
-            self._memory: Dict[Tuple[Prompt, ...], _Result] = {}
-            self._kept_overlay: Optional[np.ndarray] = None
+        self._show_image(cached)
+
+    def _show_image(self, cached: Optional[bool]) -> None:
+        h, w = self.height, self.width
+        self.display_height, self.display_width = display_shape(h, w, self._display_size)
+        self._sx = self.display_width / w
+        self._sy = self.display_height / h
+        # nearest-neighbour resampling to display size, as two 1-D takes (~6x faster than 2-D indexing)
+        self._rows = np.minimum(((np.arange(self.display_height) + 0.5) / self._sy).astype(np.int64), h - 1)
+        self._cols = np.minimum(((np.arange(self.display_width) + 0.5) / self._sx).astype(np.int64), w - 1)
+        self._kept = None
         self.canvas.width, self.canvas.height = self.display_width, self.display_height
         self._draw_image()
         self._render()
         how = "from the cache" if cached else "computed"
         self._set_status(f"ready: embedding {how} in {self.timings['embedding_s']:.2f} s. "
                          "Left click: object · right/shift click: background · drag: box")
+        self._sync_controls()
         self._notify()
 
     # ---------------------------------------------------------------------------- read-only state
     @property
+    def predictor(self) -> Predictor:
+        """The session's predictor (same model and embedding cache as the one given)."""
+        return self.session.predictor
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.session.image
+
+    @property
+    def height(self) -> int:
+        return self.session.height
+
+    @property
+    def width(self) -> int:
+        return self.session.width
+
+    @property
     def prompts(self) -> List[Prompt]:
         """The current object's prompts in the order given (original image pixels)."""
-        return list(self._prompts)
+        return self.session.prompts
 
     @property
     def objects(self) -> List[SegmentedObject]:
         """The kept objects (see :meth:`keep`)."""
-        return list(self._objects)
+        return self.session.objects
 
     @property
     def scores(self) -> np.ndarray:
         """Predicted IoU of each output of the last decoder pass (3 or 1 values; empty before a prompt)."""
-        res = self._result
-        return res.scores.copy() if res is not None else np.zeros(0, dtype=np.float32)
+        return self.session.scores
 
     @property
     def selected(self) -> Optional[int]:
         """Which of the outputs is the current mask (``None`` before a prompt)."""
-        res = self._result
-        return res.selected if res is not None else None
+        return self.session.selected
 
     @property
     def current_mask(self) -> Optional[np.ndarray]:
         """The current object's ``H x W`` bool mask (the selected output), ``None`` before a prompt."""
-        with self._lock:
-            res = self._result
-            return None if res is None else self._full_mask(res, res.selected).copy()
+        return self.session.current_mask
 
     @property
     def masks(self) -> List[np.ndarray]:
         """One ``H x W`` bool mask per kept object, then the current object's mask if there is one."""
-        out = [o.mask.copy() for o in self._objects]
-        current = self.current_mask
-        if current is not None:
-            out.append(current)
-        return out
+        return self.session.masks
+
+    @property
+    def decode_count(self) -> int:
+        """How many times the decoder ran."""
+        return self.session.decode_count
 
     @property
     def busy(self) -> bool:
@@ -450,38 +325,27 @@ class ClickSegmenter:
         self._add_prompt(PointPrompt(ix, iy, 0 if negative else 1), wait)
 
     def handle_drag(self, x0: float, y0: float, x1: float, y1: float, wait: bool = True) -> None:
-        """A drag from display pixel ``(x0, y0)`` to ``(x1, y1)``: sets the object's box (replacing an earlier one)."""
+        """A drag from display pixel ``(x0, y0)`` to ``(x1, y1)``: sets the object's box (replacing an
+        earlier one)."""
         self._check_display_xy(x0, y0)
         self._check_display_xy(x1, y1)
         ax0, ay0 = self.to_image_coords(min(x0, x1), min(y0, y1))
         ax1, ay1 = self.to_image_coords(max(x0, x1), max(y0, y1))
         if ax1 - ax0 < 1 or ay1 - ay0 < 1:
-            raise ValueError(f"the box from ({x0:g}, {y0:g}) to ({x1:g}, {y1:g}) is empty; use handle_click for points")
+            raise ValueError(f"the box from ({x0:g}, {y0:g}) to ({x1:g}, {y1:g}) is empty; use handle_click "
+                             "for points")
         self._add_prompt(BoxPrompt(ax0, ay0, ax1, ay1), wait)
 
-    def _push_history(self) -> None:
-        self._history.append((self._prompts, tuple(self._objects)))
-        del self._history[:-200]
-
     def _add_prompt(self, prompt: Prompt, wait: bool) -> None:
-        with self._lock:
-            self._push_history()
-            self._prompts = self._prompts + (prompt,)
+        self.session.add(prompt, decode=False)
         self._render_prompts()
         self._request(wait)
 
     def undo(self, wait: bool = True) -> None:
         """Take back the last action (a point, a box, a keep or a clear)."""
-        with self._lock:
-            if not self._history:
-                return
-            self._prompts, objects = self._history.pop()
-            if list(objects) != self._objects:
-                self._objects = list(objects)
-                self._kept_overlay = None
-            self._result = self._memory.get(self._prompts) if self._prompts else None
-            stale = bool(self._prompts) and self._result is None
-        if stale:
+        if not self.session.undo(decode=False):
+            return
+        if self.session.stale:
             self._render_prompts()
             self._request(wait)
         else:
@@ -490,41 +354,22 @@ class ClickSegmenter:
     def clear(self, objects: bool = True) -> None:
         """Forget the current object's prompts and, with ``objects=True``, the kept objects too (undoable)."""
         self.wait()
-        with self._lock:
-            if not self._prompts and (not objects or not self._objects):
-                return
-            self._push_history()
-            self._prompts, self._result = (), None
-            if objects:
-                self._objects, self._kept_overlay = [], None
-        self._changed()
+        if self.session.clear(objects):
+            self._changed()
 
     def select_mask(self, index: int) -> None:
         """Make output ``index`` (0, 1, 2 in the order of the buttons) the current mask."""
         self.wait()
-        with self._lock:
-            res = self._result
-            if res is None:
-                raise ValueError("there is no prediction yet: click on the image first")
-            if not 0 <= int(index) < len(res.scores):
-                raise ValueError(f"mask index must be in 0..{len(res.scores) - 1}, got {index}")
-            res.selected = int(index)
+        self.session.select(index)
         self._changed()
 
     def keep(self) -> Optional[SegmentedObject]:
         """Keep the current mask as an object (in its own colour) and start a new object. Returns it."""
         self.wait()
-        with self._lock:
-            res = self._result
-            if res is None:
-                self._set_status("nothing to keep yet: click on an object first")
-                return None
-            colour = PALETTE[len(self._objects) % len(PALETTE)]
-            obj = SegmentedObject(self._full_mask(res, res.selected).copy(), self._prompts,
-                                  float(res.scores[res.selected]), colour)
-            self._push_history()
-            self._objects.append(obj)
-            self._prompts, self._result, self._kept_overlay = (), None, None
+        obj = self.session.keep()
+        if obj is None:
+            self._set_status("nothing to keep yet: click on an object first")
+            return None
         self._changed()
         return obj
 
@@ -572,87 +417,28 @@ class ClickSegmenter:
     def _work(self) -> None:
         self._working_thread = threading.get_ident()
         try:
-            self._work_loop()
-        finally:
-            self._working_thread = None
-
-    def _work_loop(self) -> None:
-        while True:
-            with self._lock:
-                self._pending = False
-                prompts = self._prompts
-                previous = self._result
-            result, error, decode_s = None, None, 0.0
-            if prompts:
+            while True:
+                with self._lock:
+                    self._pending = False
                 start = time.perf_counter()
                 try:
-                    result = self._decode(prompts, previous)
+                    decoded = self.session.update()
+                    error = None
                 except Exception as exc:  # shown in the status line; re-raised by waiting callers
-                    error = exc
+                    decoded, error = False, exc
                 decode_s = time.perf_counter() - start
-            with self._lock:
                 if error is not None:
                     self.last_error = error
-                elif result is not None and prompts == self._prompts[: len(prompts)]:
-                    self._result = result
-                    self._memory[prompts] = result
-                    if len(self._memory) > RESULT_MEMORY:
-                        self._memory.pop(next(iter(self._memory)))
-                again = self._pending
-            if error is not None:
-                self._set_status(f"error: {type(error).__name__}: {error}")
-            elif result is not None:
-                self.timings["decoder_ms"] = decode_s * 1e3
-                self._changed(decode_s)
-            if not again:
+                    self._set_status(f"error: {type(error).__name__}: {error}")
+                elif decoded:
+                    self._changed(decode_s)
                 with self._lock:
                     if not self._pending:
                         self._running = False
                         self._idle.set()
                         return
-
-    def _use_multimask(self, prompts: Tuple[Prompt, ...]) -> bool:
-        if self.multimask == "auto":
-            return len(prompts) == 1
-        return bool(self.multimask)
-
-    @torch.no_grad()
-    def _decode(self, prompts: Tuple[Prompt, ...], previous: Optional[_Result]) -> _Result:
-        """Prompt encoder + mask decoder on the cached embedding; ``previous`` supplies ``mask_input``.
-
-        Returns low-res logits ``C x L x L`` and IoU predictions ``C`` (C = 3 or 1); the full-size mask of
-        an output is computed only when it is shown (:meth:`_full_mask`).
-        """
-        pred = self.predictor
-        model = pred.model
-        coords, labels, box = split_prompts(prompts)
-        coords_t = labels_t = box_t = mask_t = None
-        if coords is not None:
-            c = pred.transform.apply_coords(coords, self._original_size)
-            coords_t = torch.as_tensor(c, dtype=torch.float, device=pred.device)[None]
-            labels_t = torch.as_tensor(labels, dtype=torch.int, device=pred.device)[None]
-        if box is not None:
-            b = pred.transform.apply_boxes(box[None], self._original_size)
-            box_t = torch.as_tensor(b, dtype=torch.float, device=pred.device)
-        if (len(prompts) > 1 and previous is not None and len(previous.prompts) < len(prompts)
-                and prompts[: len(previous.prompts)] == previous.prompts):
-            mask_t = previous.low_res[previous.selected][None, None].to(pred.device)
-        low_res, iou = model.encode_prompts_and_decode(self._features, coords_t, labels_t, box_t,
-                                                       mask_t, self._use_multimask(prompts))
-        self.decode_count += 1
-        return _Result(prompts, low_res[0].float(), iou[0].float().cpu().numpy())
-
-    @torch.no_grad()
-    def _full_mask(self, res: _Result, index: int) -> np.ndarray:
-        """Output ``index`` of ``res`` upsampled to the original image: ``H x W`` bool."""
-        mask = res.full.get(index)
-        if mask is None:
-            pred = self.predictor
-            logits = pred.model.postprocess_masks(res.low_res[index][None, None], self._input_size,
-                                                  self._original_size)
-            mask = (logits[0, 0] > pred.model.mask_threshold).cpu().numpy()
-            res.full[index] = mask
-        return mask
+        finally:
+            self._working_thread = None
 
     # -------------------------------------------------------------------------------- rendering
     def _changed(self, decode_s: Optional[float] = None) -> None:
@@ -662,7 +448,7 @@ class ClickSegmenter:
         self.timings["render_ms"] = render_s * 1e3
         if decode_s is not None:
             self.timings["click_ms"] = (decode_s + render_s) * 1e3
-            n = len(self._prompts)
+            n = len(self.session.prompts)
             self._set_status(f"{n} prompt{'s' if n != 1 else ''} · last click {self.timings['click_ms']:.0f} ms "
                              f"(decoder {decode_s * 1e3:.0f} ms, drawing {render_s * 1e3:.0f} ms)")
         self._sync_controls()
@@ -676,27 +462,27 @@ class ClickSegmenter:
                 self._set_status(f"on_change callback failed: {type(exc).__name__}: {exc}")
 
     def _display_mask(self, mask: np.ndarray) -> np.ndarray:
-        # nearest-neighbour resampling to display size; two 1-D takes are ~6x faster than 2-D fancy indexing
         return mask.take(self._rows, axis=0).take(self._cols, axis=1)
 
     def overlay_index(self) -> np.ndarray:
         """The mask overlay at display size as palette indices, ``display_height x display_width`` uint8
-        (see :func:`palette_rgba`): kept objects in their colours, the current object on top."""
-        with self._lock:
-            if self._kept_overlay is None:
-                kept = np.zeros((self.display_height, self.display_width), dtype=np.uint8)
-                for k, obj in enumerate(self._objects):
-                    paint_index(kept, self._display_mask(obj.mask), k)
-                self._kept_overlay = kept
-            out = self._kept_overlay.copy()
-            res = self._result
-            if res is not None:
-                paint_index(out, self._display_mask(self._full_mask(res, res.selected)), len(self._objects))
+        (see :func:`samkit.clicks.click_palette`): kept objects in their colours, the current one on top."""
+        objects = self.session.objects
+        key = tuple(id(o) for o in objects)
+        if self._kept is None or self._kept[0] != key:
+            kept = np.zeros((self.display_height, self.display_width), dtype=np.uint8)
+            for k, obj in enumerate(objects):
+                paint_index(kept, self._display_mask(obj.mask), k % len(PALETTE))
+            self._kept = (key, kept)
+        out = self._kept[1].copy()
+        current = self.session.current_mask
+        if current is not None:
+            paint_index(out, self._display_mask(current), len(objects) % len(PALETTE))
         return out
 
     def overlay_rgba(self) -> np.ndarray:
         """The mask overlay the canvas shows, ``display_height x display_width x 4`` uint8 RGBA."""
-        return palette_rgba(self.opacity)[self.overlay_index()]
+        return click_palette(self.opacity)[self.overlay_index()]
 
     def _draw_image(self) -> None:
         from PIL import Image
@@ -709,8 +495,7 @@ class ClickSegmenter:
     def _render(self) -> None:
         from ipycanvas import hold_canvas
 
-        index = self.overlay_index()
-        png = palette_png(index, palette_rgba(self.opacity))
+        png = palette_png(self.overlay_index(), click_palette(self.opacity))
         with self._render_lock, hold_canvas():
             layer = self.canvas[1]
             layer.clear()
@@ -726,7 +511,7 @@ class ClickSegmenter:
     def _draw_prompts(self, drag: Optional[Tuple[float, float, float, float]] = None) -> None:
         layer = self.canvas[2]
         layer.clear()
-        prompts = self._prompts
+        prompts = self.session.prompts
         layer.line_width = 2
         layer.set_line_dash([])
         for p in prompts:
@@ -883,7 +668,7 @@ class ClickSegmenter:
     def _on_choice(self, change: Dict[str, Any]) -> None:
         if self._syncing or change["new"] is None:
             return
-        res = self._result
+        res = self.session.result
         if res is not None and change["new"] != res.selected:
             self._safely(self.select_mask, change["new"])
 
@@ -898,14 +683,13 @@ class ClickSegmenter:
         """Overlay opacity of the mask interiors, 0 (outlines only) to 1."""
         if not 0.0 <= float(opacity) <= 1.0:
             raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
-        with self._lock:
-            self.opacity = float(opacity)
+        self.opacity = float(opacity)
         if abs(self.opacity_slider.value - self.opacity) > 1e-9:
             self.opacity_slider.value = self.opacity
         self._render()
 
     def _sync_controls(self) -> None:
-        res = self._result
+        res = self.session.result
         self._syncing = True
         try:
             if res is None:
@@ -928,58 +712,18 @@ class ClickSegmenter:
     # --------------------------------------------------------------------------------- outputs
     def overlay_image(self) -> np.ndarray:
         """The image with every mask painted on it at full resolution: ``H x W x 3`` uint8."""
-        index = np.zeros((self.height, self.width), dtype=np.uint8)
-        for k, obj in enumerate(self._objects):
-            paint_index(index, obj.mask, k)
-        current = self.current_mask
-        if current is not None:
-            paint_index(index, current, len(self._objects))
-        return blend(self.image, palette_rgba(self.opacity)[index])
+        return self.session.overlay_image(self.opacity)
 
     def annotations(self) -> List[Dict[str, Any]]:
-        """The masks as COCO-style records: ``segmentation`` (RLE), ``area``, ``bbox`` (XYWH), ``predicted_iou``,
-        ``point_coords``, ``point_labels``, ``box`` (XYXY or None); prompts in original image pixels."""
-        from pycocotools import mask as mask_utils
-
+        """The masks as COCO-style records (see :meth:`samkit.clicks.ClickSession.annotations`)."""
         self.wait()
-        items = [(o.mask, o.prompts, o.score) for o in self._objects]
-        res, current = self._result, self.current_mask
-        if res is not None and current is not None:
-            items.append((current, self._prompts, float(res.scores[res.selected])))
-        records = []
-        for i, (mask, prompts, score) in enumerate(items):
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            coords, labels, box = split_prompts(prompts)
-            records.append({
-                "id": i + 1,
-                "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-                "area": int(mask.sum()),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                "predicted_iou": float(score),
-                "point_coords": coords.tolist() if coords is not None else [],
-                "point_labels": labels.tolist() if labels is not None else [],
-                "box": box.tolist() if box is not None else None,
-            })
-        return records
+        return self.session.annotations()
 
     def save(self, path: PathLike) -> Tuple[Path, Path]:
         """Write ``<path>.png`` (the image with the masks painted on it) and ``<path>.json`` (COCO RLE records,
         see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped. Returns both paths."""
-        from PIL import Image
-
-        base = Path(path).expanduser()
-        if base.suffix.lower() in (".png", ".json"):
-            base = base.with_suffix("")
-        if not base.name:
-            raise ValueError(f"save needs a file name, got {str(path)!r}")
-        if not base.parent.exists():
-            raise FileNotFoundError(f"cannot save to {str(base)!r}: folder {str(base.parent)!r} does not exist")
-        records = self.annotations()
-        png, js = base.with_name(base.name + ".png"), base.with_name(base.name + ".json")
-        Image.fromarray(self.overlay_image()).save(png)
-        doc = {"image": {"height": self.height, "width": self.width}, "annotations": records}
-        js.write_text(json.dumps(doc, indent=1))
-        return png, js
+        self.wait()
+        return self.session.save(path, self.opacity)
 
     def plot(self, ax: Any = None, title: Optional[str] = None) -> Any:
         """Draw the image, masks, points and box with matplotlib (the static view of the widget's state)."""
@@ -990,20 +734,21 @@ class ClickSegmenter:
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 6 * self.height / self.width))
         ax.imshow(self.image)
-        for obj in self._objects:
+        objects = self.session.objects
+        for obj in objects:
             viz.show_mask(obj.mask, ax=ax, color=np.array(obj.colour) / 255, alpha=self.opacity)
         current = self.current_mask
         if current is not None:
-            viz.show_mask(current, ax=ax, color=np.array(PALETTE[len(self._objects) % len(PALETTE)]) / 255,
+            viz.show_mask(current, ax=ax, color=np.array(PALETTE[len(objects) % len(PALETTE)]) / 255,
                           alpha=self.opacity)
-        coords, labels, box = split_prompts(self._prompts)
+        coords, labels, box = split_prompts(self.session.prompts)
         if coords is not None:
             viz.show_points(coords, labels, ax=ax)
         if box is not None:
             viz.show_box(box, ax=ax)
         ax.set_axis_off()
         if title is None and len(self.scores):
-            title = f"{len(self._prompts)} prompt(s), predicted IoU {self.scores[self.selected]:.2f}"
+            title = f"{len(self.prompts)} prompt(s), predicted IoU {self.scores[self.selected]:.2f}"
         if title:
             ax.set_title(title)
         return ax
@@ -1031,5 +776,6 @@ class ClickSegmenter:
         self.canvas.close()
 
 
-__all__ = ["ClickSegmenter", "PointPrompt", "BoxPrompt", "SegmentedObject", "PALETTE", "display_shape",
-           "mask_outline", "paint_mask", "paint_index", "palette_rgba", "palette_png", "star_polygon", "blend", "put_png", "image_from_upload", "split_prompts"]
+__all__ = ["ClickSegmenter", "ClickSession", "PointPrompt", "BoxPrompt", "SegmentedObject", "PALETTE",
+           "click_palette", "display_shape", "mask_outline", "palette_png", "star_polygon", "blend", "put_png",
+           "image_from_upload", "split_prompts"]

@@ -141,3 +141,24 @@ def test_batched_images_match_single(model, image):
         assert out[0].shape == m.shape
         np.testing.assert_allclose(out[2], low, atol=1e-4)
         np.testing.assert_allclose(out[1], s, atol=1e-4)
+
+
+def test_predict_low_res_and_upscale_give_predict():
+    torch.manual_seed(0)
+    predictor = samkit.Predictor(samkit.build_model("tiny").eval())
+    image = np.random.default_rng(3).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    predictor.set_image(image)
+    point, label = np.array([[30.0, 20.0]]), np.array([1])
+    masks, iou, low = predictor.predict(point, label, multimask_output=True)
+    low_t, iou_t = predictor.predict_low_res(point, label, multimask_output=True)
+    assert low_t.shape == (3, *predictor.mask_input_size) and iou_t.shape == (3,)
+    np.testing.assert_allclose(low_t.numpy(), low, atol=1e-5)
+    np.testing.assert_allclose(iou_t.numpy(), iou, atol=1e-5)
+    low_np = torch.from_numpy(low)
+    np.testing.assert_array_equal(predictor.upscale_masks(low_np[None])[0].numpy(), masks)
+    np.testing.assert_array_equal(predictor.upscale_masks(low_np[1:2][None])[0, 0].numpy(), masks[1])
+    logits = predictor.upscale_masks(low_np[None], return_logits=True)[0]
+    assert logits.dtype == torch.float32 and logits.shape == (3, 50, 70)
+    fed, _ = predictor.predict_low_res(point, label, mask_input=low_np[:1], multimask_output=False)
+    np.testing.assert_allclose(fed.numpy(), predictor.predict(point, label, mask_input=low[:1],
+                                                              multimask_output=False)[2], atol=1e-5)

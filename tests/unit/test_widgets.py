@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import samkit
-from samkit.widgets import (PALETTE, BoxPrompt, ClickSegmenter, PointPrompt, display_shape, image_from_upload,
-                            mask_outline, palette_rgba)
+from samkit.widgets import (PALETTE, BoxPrompt, ClickSegmenter, PointPrompt, click_palette, display_shape,
+                            image_from_upload, mask_outline)
 
 H, W = 120, 160          # image size (original pixels)
 DISPLAY = (320, 240)     # canvas (width, height): 2 display pixels per image pixel
@@ -83,7 +83,7 @@ def test_left_click_matches_predictor(seg, predictor, image):
 
 def test_negative_clicks_and_mask_input(seg, predictor, image):
     seg.handle_click(150, 120)
-    first = seg._result
+    first = seg.session.result
     seg.handle_click(20, 20, button=2)                # right click
     seg.handle_click(300, 20, shift=True)             # shift + left click
     seg.handle_click(10, 200, button=1)               # middle button: ignored
@@ -134,7 +134,7 @@ def test_select_mask(seg):
     for i in range(3):
         seg.select_mask(i)
         assert seg.selected == i and seg.choice.value == i
-        np.testing.assert_array_equal(seg.current_mask, seg._full_mask(seg._result, i))
+        np.testing.assert_array_equal(seg.current_mask, seg.session.output_mask(i))
     seg.choice.value = 1                              # the toggle buttons drive the same path
     assert seg.selected == 1
     with pytest.raises(ValueError, match="0..2"):
@@ -202,7 +202,7 @@ def test_overlay_is_crisp_rgba(seg):
     assert seg.opacity_slider.value == pytest.approx(0.4)
     with pytest.raises(ValueError):
         seg.set_opacity(1.5)
-    pal = palette_rgba(0.5)
+    pal = click_palette(0.5)
     assert tuple(pal[0]) == (0, 0, 0, 0) and tuple(pal[2]) == (*PALETTE[0], 255)
 
 
@@ -248,7 +248,7 @@ def test_status_reports_latency(seg):
 
 
 def test_clicks_during_a_prediction_coalesce(seg):
-    real = seg._decode
+    real = seg.session._decode
     calls = []
 
     def slow(prompts, previous):
@@ -256,7 +256,7 @@ def test_clicks_during_a_prediction_coalesce(seg):
         time.sleep(0.15)
         return real(prompts, previous)
 
-    seg._decode = slow
+    seg.session._decode = slow
     for i in range(6):                               # a burst, as the front end sends it
         seg.handle_click(20 + 40 * i, 100, button=0 if i % 2 == 0 else 2, wait=False)
     assert seg.busy
@@ -264,7 +264,7 @@ def test_clicks_during_a_prediction_coalesce(seg):
     assert len(seg.prompts) == 6                     # no click lost
     assert [p.label for p in seg.prompts] == [1, 0, 1, 0, 1, 0]
     assert len(calls) <= 3 and calls[-1] == 6        # coalesced; the last decode saw every click
-    assert seg._result.prompts == tuple(seg.prompts)
+    assert seg.session.result.prompts == tuple(seg.prompts)
 
 
 def test_concurrent_handlers_do_not_crash(seg):
@@ -282,7 +282,7 @@ def test_concurrent_handlers_do_not_crash(seg):
     for t in threads:
         t.join(timeout=30)
     assert not errors and len(seg.prompts) == 5
-    assert seg._result.prompts == tuple(seg.prompts)
+    assert seg.session.result.prompts == tuple(seg.prompts)
 
 
 def test_front_end_events(seg):
