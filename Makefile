@@ -8,13 +8,14 @@ STAMP  := $(VENV)/.samkit-installed
 PARAMS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-fast test-gpu test-colab slides bench train-tiny clean
+.PHONY: help venv run test test-fast test-gpu test-colab lint slides bench train-tiny clean
 
 help:
 	@echo "make run          execute all notebooks with papermill into runs/<timestamp>/ (PARAMS='-p model vit_b')"
 	@echo "make test         unit, parity, notebook (nbval) and browser tests, offline on CPU"
 	@echo "make test-gpu     the notebooks' full course configuration on CUDA (when a GPU is present)"
 	@echo "make test-colab   the small notebooks in an environment with the versions Colab ships (slow; not in CI)"
+	@echo "make lint         ruff check samkit tests benchmarks tools (settings in pyproject.toml)"
 	@echo "make bench        speed benchmarks: samkit vs the official code on this machine"
 	@echo "make train-tiny   re-train the embedded tiny model (configs/tiny.yaml, then tiny_phase2..4)"
 	@echo "make slides       build slides/index.html from the latest run"
@@ -29,13 +30,16 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m samkit.runner $(PARAMS)
+	$(VENV)/bin/samkit run $(PARAMS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS) tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow and not parity and not notebooks and not browser" tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check samkit tests benchmarks tools
 
 test-gpu: $(STAMP)
 	$(PY) -m tools.gpu_suite

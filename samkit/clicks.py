@@ -1,25 +1,28 @@
 """Click-to-segment without a user interface: the state of the paper's interactive demo.
 
 A :class:`ClickSession` holds one image and the prompts of the object being segmented (points and a
-box, in original image pixels), decodes them with a :class:`~samkit.Predictor`, and keeps the objects
-the user is done with::
+box, in original image pixels), decodes them with a :class:`~samkit.Predictor`, and keeps the
+objects the user is done with::
 
     session = ClickSession(samkit.load_model("tiny"), image)
-    session.add(PointPrompt(120, 80, 1))      # a positive click: three masks, the most confident shown
-    session.add(PointPrompt(40, 30, 0))       # a negative click: one mask, refined from the last one
-    session.keep()                            # done with this object; the next prompts start another
-    session.save("masks")                     # masks.png (the picture) and masks.json (COCO RLE)
+    session.add(PointPrompt(120, 80, 1))      # a positive click: three masks, the most confident
+    shown session.add(PointPrompt(40, 30, 0))       # a negative click: one mask, refined from the
+    last one session.keep()                            # done with this object; the next prompts
+    start another session.save("masks")                     # masks.png (the picture) and masks.json
+    (COCO RLE)
 
 As in the official demo, a single prompt asks for the three ambiguity-aware masks (:meth:`select`
-picks another one); with several prompts the single-mask output is used and the low-res logits of the
-mask shown before are fed back as ``mask_input``. Every change can be undone. Decoding goes through
-:meth:`samkit.Predictor.predict_low_res` (the prompt encoder and mask decoder on the image embedding,
-which is computed once per image); a mask is upsampled to the image only when it is looked at.
+picks another one); with several prompts the single-mask output is used and the low-res logits of
+the mask shown before are fed back as ``mask_input``. Every change can be undone. Decoding goes
+through :meth:`samkit.Predictor.predict_low_res` (the prompt encoder and mask decoder on the image
+embedding, which is computed once per image); a mask is upsampled to the image only when it is
+looked at.
 
 The session is safe to use from several threads (a click widget decodes on a worker thread):
 :meth:`add` with ``decode=False`` records a prompt at once and :meth:`update` decodes the latest
 prompts later. :class:`samkit.widgets.ClickSegmenter` is the notebook view of a session.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +41,16 @@ from .viz import blend, paint_index, palette_rgba
 
 #: object colours (RGB, 0-255): the first object is blue, the next orange, ...
 PALETTE: Tuple[Tuple[int, int, int], ...] = (
-    (30, 144, 255), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 215, 0),
+    (30, 144, 255),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+    (255, 215, 0),
 )
 
 #: how many decoded prompt sets are remembered, so that undo shows them again without decoding.
@@ -75,7 +86,8 @@ Prompt = Union[PointPrompt, BoxPrompt]
 
 @dataclass
 class SegmentedObject:
-    """An object the user kept: its ``H x W`` bool mask, the prompts that made it, its predicted IoU."""
+    """An object the user kept: its ``H x W`` bool mask, the prompts that made it, its predicted
+    IoU."""
 
     mask: np.ndarray
     prompts: Tuple[Prompt, ...]
@@ -84,22 +96,27 @@ class SegmentedObject:
 
 
 class Result:
-    """The decoder's answer to one prompt set: low-res logits ``C x L x L`` and IoU predictions ``C``
-    (``C`` = 3 or 1); ``selected`` is the output shown (the most confident one at first)."""
+    """The decoder's answer to one prompt set: low-res logits ``C x L x L`` and IoU predictions
+    ``C`` (``C`` = 3 or 1); ``selected`` is the output shown (the most confident one at first)."""
 
-    def __init__(self, prompts: Tuple[Prompt, ...], low_res: torch.Tensor, scores: np.ndarray) -> None:
+    def __init__(
+        self, prompts: Tuple[Prompt, ...], low_res: torch.Tensor, scores: np.ndarray
+    ) -> None:
         self.prompts = prompts
         self.low_res = low_res
         self.scores = scores
         self.selected = int(np.argmax(scores))
-        self.masks: Dict[int, np.ndarray] = {}  # output -> H x W bool, upsampled when first looked at
+        self.masks: Dict[
+            int, np.ndarray
+        ] = {}  # output -> H x W bool, upsampled when first looked at
 
 
-def split_prompts(prompts: Sequence[Prompt]
-                  ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+def split_prompts(
+    prompts: Sequence[Prompt],
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
     """Prompts -> ``(point_coords N x 2, point_labels N, box 4)`` in original pixels (``None`` where
-    absent), the arguments of :meth:`samkit.Predictor.predict`. Only the last box counts (SAM takes one
-    box per object)."""
+    absent), the arguments of :meth:`samkit.Predictor.predict`. Only the last box counts (SAM takes
+    one box per object)."""
     points = [p for p in prompts if isinstance(p, PointPrompt)]
     boxes = [p for p in prompts if isinstance(p, BoxPrompt)]
     coords = np.array([[p.x, p.y] for p in points], dtype=np.float64) if points else None
@@ -111,7 +128,8 @@ def split_prompts(prompts: Sequence[Prompt]
 
 
 def click_palette(opacity: float) -> np.ndarray:
-    """The palette of :data:`PALETTE` for :func:`samkit.viz.paint_index`: ``(1 + 2 * 10) x 4`` RGBA."""
+    """The palette of :data:`PALETTE` for :func:`samkit.viz.paint_index`: ``(1 + 2 * 10) x 4``
+    RGBA."""
     return palette_rgba(PALETTE, opacity)
 
 
@@ -119,28 +137,36 @@ class ClickSession:
     """Interactive segmentation of one image, without a user interface.
 
     Args:
-        predictor_or_model: a :class:`~samkit.Predictor` (the session decodes with its own predictor on
-            the same model and embedding cache, so other code may set other images on this one), a
-            :class:`~samkit.model.Sam` or a model name for :func:`samkit.load_model`.
+        predictor_or_model: a :class:`~samkit.Predictor` (the session decodes with its own predictor
+            on the same model and embedding cache, so other code may set other images on this one),
+            a :class:`~samkit.model.Sam` or a model name for :func:`samkit.load_model`.
         image: ``H x W x 3`` uint8 RGB (grey and RGBA are converted).
-        multimask: ``"auto"`` (three masks for a single prompt, one for several, as the official demo),
-            ``True`` (always three) or ``False`` (always one).
+        multimask: ``"auto"`` (three masks for a single prompt, one for several, as the official
+            demo), ``True`` (always three) or ``False`` (always one).
     """
 
-    def __init__(self, predictor_or_model: Union[Predictor, Sam, str], image: np.ndarray,
-                 multimask: Union[str, bool] = "auto") -> None:
+    def __init__(
+        self,
+        predictor_or_model: Union[Predictor, Sam, str],
+        image: np.ndarray,
+        multimask: Union[str, bool] = "auto",
+    ) -> None:
         if isinstance(predictor_or_model, str):
             import samkit
 
             predictor_or_model = samkit.load_model(predictor_or_model)
         if isinstance(predictor_or_model, Predictor):
             shared = predictor_or_model
-            self.predictor = Predictor(shared.model, cache=shared.cache if shared.cache is not None else False)
+            self.predictor = Predictor(
+                shared.model, cache=shared.cache if shared.cache is not None else False
+            )
         elif isinstance(predictor_or_model, Sam):
             self.predictor = Predictor(predictor_or_model)
         else:
-            raise TypeError("predictor_or_model must be a samkit.Predictor, a samkit Sam model or a model "
-                            f"name, got {type(predictor_or_model).__name__}")
+            raise TypeError(
+                "predictor_or_model must be a samkit.Predictor, a samkit Sam model or a model "
+                f"name, got {type(predictor_or_model).__name__}"
+            )
         if multimask not in ("auto", True, False):
             raise ValueError(f"multimask must be 'auto', True or False, got {multimask!r}")
         self.multimask = multimask
@@ -152,8 +178,8 @@ class ClickSession:
 
     # ------------------------------------------------------------------------------ the image
     def set_image(self, image: np.ndarray) -> bool:
-        """Segment a new image: compute (or fetch from the cache) its embedding and forget every prompt
-        and object. Returns True when the embedding came from the cache."""
+        """Segment a new image: compute (or fetch from the cache) its embedding and forget every
+        prompt and object. Returns True when the embedding came from the cache."""
         image = as_rgb_uint8(image)
         start = time.perf_counter()
         cache = self.predictor.cache
@@ -188,7 +214,8 @@ class ClickSession:
 
     @property
     def scores(self) -> np.ndarray:
-        """Predicted IoU of each output of the last answer (3 or 1 values; empty before a prompt)."""
+        """Predicted IoU of each output of the last answer (3 or 1 values; empty before a
+        prompt)."""
         res = self._result
         return res.scores.copy() if res is not None else np.zeros(0, dtype=np.float32)
 
@@ -200,13 +227,15 @@ class ClickSession:
 
     @property
     def current_mask(self) -> Optional[np.ndarray]:
-        """The current object's ``H x W`` bool mask (the selected output), ``None`` before a prompt."""
+        """The current object's ``H x W`` bool mask (the selected output), ``None`` before a
+        prompt."""
         res = self._result
         return None if res is None else self.output_mask(res.selected, res).copy()
 
     @property
     def masks(self) -> List[np.ndarray]:
-        """One ``H x W`` bool mask per kept object, then the current object's mask if there is one."""
+        """One ``H x W`` bool mask per kept object, then the current object's mask if there is
+        one."""
         out = [o.mask.copy() for o in self._objects]
         current = self.current_mask
         if current is not None:
@@ -221,8 +250,8 @@ class ClickSession:
 
     @torch.no_grad()
     def output_mask(self, index: int, result: Optional[Result] = None) -> np.ndarray:
-        """Output ``index`` of ``result`` (default: the current answer) at the image's size, ``H x W``
-        bool (upsampled by the predictor the first time it is asked for)."""
+        """Output ``index`` of ``result`` (default: the current answer) at the image's size, ``H x
+        W`` bool (upsampled by the predictor the first time it is asked for)."""
         res = self._result if result is None else result
         if res is None:
             raise ValueError("there is no prediction yet: add a prompt first")
@@ -234,18 +263,25 @@ class ClickSession:
 
     # ------------------------------------------------------------------------------ actions
     def add(self, prompt: Prompt, decode: bool = True) -> None:
-        """Add a point or a box (original image pixels) to the current object; a new box replaces the
-        old one in what the decoder sees. ``decode=False`` records it only (see :meth:`update`)."""
+        """Add a point or a box (original image pixels) to the current object; a new box replaces
+        the old one in what the decoder sees. ``decode=False`` records it only (see
+        :meth:`update`)."""
         if isinstance(prompt, PointPrompt):
             if prompt.label not in (0, 1):
-                raise ValueError(f"a point's label is 1 (object) or 0 (background), got {prompt.label}")
+                raise ValueError(
+                    f"a point's label is 1 (object) or 0 (background), got {prompt.label}"
+                )
             values = (prompt.x, prompt.y)
         elif isinstance(prompt, BoxPrompt):
             if prompt.x1 - prompt.x0 < 1 or prompt.y1 - prompt.y0 < 1:
-                raise ValueError(f"the box {prompt} is empty: it needs x1 > x0 and y1 > y0 (image pixels)")
+                raise ValueError(
+                    f"the box {prompt} is empty: it needs x1 > x0 and y1 > y0 (image pixels)"
+                )
             values = (prompt.x0, prompt.y0, prompt.x1, prompt.y1)
         else:
-            raise TypeError(f"prompt must be a PointPrompt or a BoxPrompt, got {type(prompt).__name__}")
+            raise TypeError(
+                f"prompt must be a PointPrompt or a BoxPrompt, got {type(prompt).__name__}"
+            )
         if not np.isfinite(values).all():
             raise ValueError(f"prompt coordinates must be finite, got {prompt}")
         with self._lock:
@@ -288,23 +324,27 @@ class ClickSession:
             res.selected = int(index)
 
     def keep(self) -> Optional[SegmentedObject]:
-        """Keep the current mask as an object (in its own colour) and start a new object. Returns the
-        object, or ``None`` when there is no mask yet."""
+        """Keep the current mask as an object (in its own colour) and start a new object. Returns
+        the object, or ``None`` when there is no mask yet."""
         with self._lock:
             res = self._result
             if res is None:
                 return None
             colour = PALETTE[len(self._objects) % len(PALETTE)]
-            obj = SegmentedObject(self.output_mask(res.selected, res).copy(), self._prompts,
-                                  float(res.scores[res.selected]), colour)
+            obj = SegmentedObject(
+                self.output_mask(res.selected, res).copy(),
+                self._prompts,
+                float(res.scores[res.selected]),
+                colour,
+            )
             self._push_history()
             self._objects.append(obj)
             self._prompts, self._result = (), None
         return obj
 
     def clear(self, objects: bool = True) -> bool:
-        """Forget the current object's prompts and, with ``objects=True``, the kept objects too (undoable).
-        Returns whether anything changed."""
+        """Forget the current object's prompts and, with ``objects=True``, the kept objects too
+        (undoable). Returns whether anything changed."""
         with self._lock:
             if not self._prompts and (not objects or not self._objects):
                 return False
@@ -315,8 +355,8 @@ class ClickSession:
         return True
 
     def undo(self, decode: bool = True) -> bool:
-        """Take back the last action (a point, a box, a keep or a clear). An answer seen before is shown
-        again without decoding; otherwise the prompts are decoded (``decode=False``: left to
+        """Take back the last action (a point, a box, a keep or a clear). An answer seen before is
+        shown again without decoding; otherwise the prompts are decoded (``decode=False``: left to
         :meth:`update`). Returns whether there was anything to undo."""
         with self._lock:
             if not self._history:
@@ -338,22 +378,27 @@ class ClickSession:
         return bool(self.multimask)
 
     def _decode(self, prompts: Tuple[Prompt, ...], previous: Optional[Result]) -> Result:
-        """The predictor's answer to ``prompts``; ``previous`` (an answer to the first of them) supplies
-        the low-res logits of its shown mask as ``mask_input``."""
+        """The predictor's answer to ``prompts``; ``previous`` (an answer to the first of them)
+        supplies the low-res logits of its shown mask as ``mask_input``."""
         coords, labels, box = split_prompts(prompts)
         mask_input = None
-        if (len(prompts) > 1 and previous is not None and len(previous.prompts) < len(prompts)
-                and prompts[: len(previous.prompts)] == previous.prompts):
+        if (
+            len(prompts) > 1
+            and previous is not None
+            and len(previous.prompts) < len(prompts)
+            and prompts[: len(previous.prompts)] == previous.prompts
+        ):
             mask_input = previous.low_res[previous.selected][None]
-        low_res, iou = self.predictor.predict_low_res(coords, labels, box, mask_input,
-                                                      self._use_multimask(prompts))
+        low_res, iou = self.predictor.predict_low_res(
+            coords, labels, box, mask_input, self._use_multimask(prompts)
+        )
         self.decode_count += 1
         return Result(prompts, low_res.float(), iou.float().cpu().numpy())
 
     # ------------------------------------------------------------------------------ outputs
     def overlay_image(self, opacity: float = 0.45) -> np.ndarray:
-        """The image with every mask painted on it (kept objects in their colours, the current one on
-        top): ``H x W x 3`` uint8."""
+        """The image with every mask painted on it (kept objects in their colours, the current one
+        on top): ``H x W x 3`` uint8."""
         index = np.zeros((self.height, self.width), dtype=np.uint8)
         for k, mask in enumerate(self.masks):
             paint_index(index, mask, k % len(PALETTE))
@@ -369,28 +414,38 @@ class ClickSession:
             items = [(o.mask, o.prompts, o.score) for o in self._objects]
             res = self._result
             if res is not None:
-                items.append((self.output_mask(res.selected, res), self._prompts,
-                              float(res.scores[res.selected])))
+                items.append(
+                    (
+                        self.output_mask(res.selected, res),
+                        self._prompts,
+                        float(res.scores[res.selected]),
+                    )
+                )
         records = []
         for i, (mask, prompts, score) in enumerate(items):
             rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
             coords, labels, box = split_prompts(prompts)
-            records.append({
-                "id": i + 1,
-                "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-                "area": int(mask.sum()),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                "predicted_iou": float(score),
-                "point_coords": coords.tolist() if coords is not None else [],
-                "point_labels": labels.tolist() if labels is not None else [],
-                "box": box.tolist() if box is not None else None,
-            })
+            records.append(
+                {
+                    "id": i + 1,
+                    "segmentation": {
+                        "size": [int(v) for v in rle["size"]],
+                        "counts": rle["counts"].decode("ascii"),
+                    },
+                    "area": int(mask.sum()),
+                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                    "predicted_iou": float(score),
+                    "point_coords": coords.tolist() if coords is not None else [],
+                    "point_labels": labels.tolist() if labels is not None else [],
+                    "box": box.tolist() if box is not None else None,
+                }
+            )
         return records
 
     def save(self, path: PathLike, opacity: float = 0.45) -> Tuple[Path, Path]:
-        """Write ``<path>.png`` (the image with the masks painted on it) and ``<path>.json`` (COCO RLE
-        records, see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped. Returns
-        both paths."""
+        """Write ``<path>.png`` (the image with the masks painted on it) and ``<path>.json`` (COCO
+        RLE records, see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped.
+        Returns both paths."""
         from PIL import Image
 
         base = Path(path).expanduser()
@@ -399,7 +454,9 @@ class ClickSession:
         if not base.name:
             raise ValueError(f"save needs a file name, got {str(path)!r}")
         if not base.parent.exists():
-            raise FileNotFoundError(f"cannot save to {str(base)!r}: folder {str(base.parent)!r} does not exist")
+            raise FileNotFoundError(
+                f"cannot save to {str(base)!r}: folder {str(base.parent)!r} does not exist"
+            )
         records = self.annotations()
         png, js = base.with_name(base.name + ".png"), base.with_name(base.name + ".json")
         Image.fromarray(self.overlay_image(opacity)).save(png)
@@ -408,5 +465,13 @@ class ClickSession:
         return png, js
 
 
-__all__ = ["ClickSession", "PointPrompt", "BoxPrompt", "SegmentedObject", "Result", "PALETTE",
-           "click_palette", "split_prompts"]
+__all__ = [
+    "ClickSession",
+    "PointPrompt",
+    "BoxPrompt",
+    "SegmentedObject",
+    "Result",
+    "PALETTE",
+    "click_palette",
+    "split_prompts",
+]

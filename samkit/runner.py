@@ -291,9 +291,11 @@ def _write_timings(run_dir: Path, records: List[Dict[str, Any]]) -> None:
     (run_dir / "timings.json").write_text(json.dumps(timings, indent=2))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m samkit.runner",
-                                     description="Execute the course notebooks with papermill into runs/<timestamp>/.")
+DESCRIPTION = "Execute the course notebooks with papermill into runs/<timestamp>/."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The runner's options (``python -m samkit.runner`` and ``samkit run`` share them)."""
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a notebook parameter (value read as YAML); repeatable")
     parser.add_argument("-f", "--parameters-file", action="append", default=[], metavar="YAML",
@@ -307,11 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's progress bars")
     parser.add_argument("--cell-timeout", type=int, default=CELL_TIMEOUT,
                         help=f"fail a notebook whose cell runs longer than this many seconds (default {CELL_TIMEOUT})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m samkit.runner", description=DESCRIPTION)
+    add_arguments(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_from_args(build_parser().parse_args(argv))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run what the parsed options ask for; 0 when every notebook ran, 1 when one failed, 2 on bad input."""
     try:
         params = load_parameters(args.parameter, args.parameters_file, args.small)
         books = find_notebooks(Path(args.notebook_dir) if args.notebook_dir else default_notebook_dir(),

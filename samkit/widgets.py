@@ -1,7 +1,8 @@
 """Click-to-segment in the notebook: the interactive demo of the paper, on a canvas.
 
-``ClickSegmenter(model_or_predictor, image)`` shows ``image`` on an ipycanvas ``MultiCanvas`` with three
-layers (the image, a translucent RGBA mask overlay, the prompts) and ipywidgets controls under it::
+``ClickSegmenter(model_or_predictor, image)`` shows ``image`` on an ipycanvas ``MultiCanvas`` with
+three layers (the image, a translucent RGBA mask overlay, the prompts) and ipywidgets controls under
+it::
 
     seg = ClickSegmenter(samkit.load_model("tiny"), image)
     seg                      # display it; click on an object
@@ -11,7 +12,8 @@ The widget is a view: what it shows and what it saves live in a :class:`samkit.c
 (``seg.session``: the prompts, the decoder's answers through the predictor, undo, the kept objects,
 saving), which works without any user interface.
 
-Mouse (handled by ``ipyevents`` on the canvas, which reports the button and suppresses the context menu):
+Mouse (handled by ``ipyevents`` on the canvas, which reports the button and suppresses the context
+menu):
 
 * left click: a positive point (the object is here), green star;
 * right click, or shift + left click: a negative point (not here), red star;
@@ -26,13 +28,14 @@ Clicks that arrive while the decoder runs are never dropped: the prompt is recor
 decoder runs again for the latest prompts when it is free (a worker thread with one pending-request
 flag), so a burst of clicks costs at most two decoder passes.
 
-Front ends: JupyterLab 4, Notebook 7 and VS Code render it with ipywidgets 8 (ipycanvas and ipyevents
-ship their JavaScript); in Colab call ``from google.colab import output;
-output.enable_custom_widget_manager()`` once. Where no widget front end exists (papermill, nbconvert) the
-canvas is only a widget reference in the output: nothing waits for a browser (the canvas never asks the
-front end for its pixels), a text fallback explains what to do, and :meth:`ClickSegmenter.plot` draws the
-same state with matplotlib.
+Front ends: JupyterLab 4, Notebook 7 and VS Code render it with ipywidgets 8 (ipycanvas and
+ipyevents ship their JavaScript); in Colab call ``from google.colab import output;
+output.enable_custom_widget_manager()`` once. Where no widget front end exists (papermill,
+nbconvert) the canvas is only a widget reference in the output: nothing waits for a browser (the
+canvas never asks the front end for its pixels), a text fallback explains what to do, and
+:meth:`ClickSegmenter.plot` draws the same state with matplotlib.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,8 +46,16 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .clicks import (PALETTE, BoxPrompt, ClickSession, PointPrompt, Prompt, SegmentedObject, click_palette,
-                     split_prompts)
+from .clicks import (
+    PALETTE,
+    BoxPrompt,
+    ClickSession,
+    PointPrompt,
+    Prompt,
+    SegmentedObject,
+    click_palette,
+    split_prompts,
+)
 from .model.sam import Sam
 from .predictor import Predictor
 from .viz import blend, mask_outline, paint_index
@@ -63,12 +74,15 @@ CLICK_TOLERANCE = 5.0
 PathLike = Union[str, Path]
 
 
-# ------------------------------------------------------------------------------------------- drawing
-def display_shape(height: int, width: int, display_size: Union[None, int, Tuple[int, int]] = None) -> Tuple[int, int]:
+# ------------------------------------------------------------------------------------------ drawing
+def display_shape(
+    height: int, width: int, display_size: Union[None, int, Tuple[int, int]] = None
+) -> Tuple[int, int]:
     """The canvas size ``(display_height, display_width)`` for an ``height x width`` image.
 
-    ``None`` fits the image in ``MAX_DISPLAY_WIDTH x MAX_DISPLAY_HEIGHT`` keeping its aspect ratio (small
-    images are enlarged); an int fits it in a square of that side; ``(w, h)`` is used as given.
+    ``None`` fits the image in ``MAX_DISPLAY_WIDTH x MAX_DISPLAY_HEIGHT`` keeping its aspect ratio
+    (small images are enlarged); an int fits it in a square of that side; ``(w, h)`` is used as
+    given.
     """
     if display_size is None:
         box_w, box_h = MAX_DISPLAY_WIDTH, MAX_DISPLAY_HEIGHT
@@ -80,7 +94,9 @@ def display_shape(height: int, width: int, display_size: Union[None, int, Tuple[
         try:
             w, h = (int(v) for v in display_size)
         except (TypeError, ValueError):
-            raise TypeError(f"display_size must be None, an int or (width, height), got {display_size!r}") from None
+            raise TypeError(
+                f"display_size must be None, an int or (width, height), got {display_size!r}"
+            ) from None
         if w < 16 or h < 16:
             raise ValueError(f"display_size must be at least 16 x 16 pixels, got {display_size!r}")
         return h, w
@@ -89,14 +105,17 @@ def display_shape(height: int, width: int, display_size: Union[None, int, Tuple[
 
 
 def palette_png(index: np.ndarray, palette: np.ndarray, compress_level: int = 1) -> bytes:
-    """An ``H x W`` palette-index image and its ``N x 4`` RGBA palette as a (lossless) PNG with transparency."""
+    """An ``H x W`` palette-index image and its ``N x 4`` RGBA palette as a (lossless) PNG with
+    transparency."""
     from PIL import Image
 
     index = np.ascontiguousarray(index, dtype=np.uint8)
     img = Image.frombytes("P", (index.shape[1], index.shape[0]), index.tobytes())
     img.putpalette(palette[:, :3].reshape(-1).tolist())
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=compress_level, transparency=bytes(palette[:, 3].tolist()))
+    img.save(
+        buf, format="PNG", compress_level=compress_level, transparency=bytes(palette[:, 3].tolist())
+    )
     return buf.getvalue()
 
 
@@ -118,10 +137,11 @@ def _png(rgba: np.ndarray, compress_level: int = 1) -> bytes:
 def put_png(layer: Any, png: bytes, fallback: Optional[np.ndarray] = None) -> None:
     """Draw PNG bytes on an ipycanvas layer at (0, 0), losslessly.
 
-    ``Canvas.put_image_data`` encodes an RGBA array as PNG (an RGB one as JPEG, which would blur the mask
-    edges) with slow compression; this sends the same draw command with a PNG we encoded ourselves (a small
-    palette image for the mask overlay, redrawn on every click). ``fallback`` (``H x W x 4`` uint8) goes
-    through the public ``put_image_data`` if this ipycanvas version lacks the internals.
+    ``Canvas.put_image_data`` encodes an RGBA array as PNG (an RGB one as JPEG, which would blur the
+    mask edges) with slow compression; this sends the same draw command with a PNG we encoded
+    ourselves (a small palette image for the mask overlay, redrawn on every click). ``fallback``
+    (``H x W x 4`` uint8) goes through the public ``put_image_data`` if this ipycanvas version lacks
+    the internals.
     """
     try:
         from ipycanvas.canvas import COMMANDS
@@ -141,7 +161,8 @@ def put_png(layer: Any, png: bytes, fallback: Optional[np.ndarray] = None) -> No
 def image_from_upload(value: Any) -> np.ndarray:
     """The first image of an ``ipywidgets.FileUpload`` value as ``H x W x 3`` uint8 RGB.
 
-    Works with ipywidgets 8 (a tuple of dicts with ``content``) and 7 (a dict name -> {``content``}).
+    Works with ipywidgets 8 (a tuple of dicts with ``content``) and 7 (a dict name ->
+    {``content``}).
     """
     from PIL import Image
 
@@ -153,7 +174,11 @@ def image_from_upload(value: Any) -> np.ndarray:
         raise ValueError("the upload widget holds no file yet")
     item = items[0]
     content = item["content"] if isinstance(item, dict) else getattr(item, "content")
-    name = (item.get("name") or item.get("metadata", {}).get("name", "upload")) if isinstance(item, dict) else "upload"
+    name = (
+        (item.get("name") or item.get("metadata", {}).get("name", "upload"))
+        if isinstance(item, dict)
+        else "upload"
+    )
     try:
         img = Image.open(io.BytesIO(bytes(content)))
         img.load()
@@ -162,38 +187,48 @@ def image_from_upload(value: Any) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-# -------------------------------------------------------------------------------------------- widget
+# ------------------------------------------------------------------------------------------- widget
 class ClickSegmenter:
-    """Interactive click-to-segment for one image: a canvas and buttons over a :class:`ClickSession`.
+    """Interactive click-to-segment for one image: a canvas and buttons over a
+    :class:`ClickSession`.
 
     Args:
-        predictor_or_model: a :class:`~samkit.Predictor`, a :class:`~samkit.model.Sam` or a model name
-            for :func:`samkit.load_model` (see :class:`~samkit.clicks.ClickSession`).
+        predictor_or_model: a :class:`~samkit.Predictor`, a :class:`~samkit.model.Sam` or a model
+            name for :func:`samkit.load_model` (see :class:`~samkit.clicks.ClickSession`).
         image: ``H x W x 3`` uint8 RGB (grayscale and RGBA are converted).
-        display_size: canvas size: ``None`` fits the image in 640 x 640 display pixels, an int fits it in a
-            square of that side, ``(width, height)`` is used as given.
-        multimask: ``"auto"`` (three masks for a single prompt, one for several, as the official demo),
-            ``True`` (always three) or ``False`` (always one).
+        display_size: canvas size: ``None`` fits the image in 640 x 640 display pixels, an int fits
+            it in a square of that side, ``(width, height)`` is used as given.
+        multimask: ``"auto"`` (three masks for a single prompt, one for several, as the official
+            demo), ``True`` (always three) or ``False`` (always one).
         upload: add a file-upload button that segments the user's own image.
-        threaded: decode front-end clicks on a worker thread so the kernel stays responsive and bursts of
-            clicks coalesce; ``handle_*`` calls with ``wait=True`` (the default) are synchronous anyway.
+        threaded: decode front-end clicks on a worker thread so the kernel stays responsive and
+            bursts of clicks coalesce; ``handle_*`` calls with ``wait=True`` (the default) are
+            synchronous anyway.
 
     Attributes (Python side): :attr:`masks`, :attr:`prompts`, :attr:`scores`, :attr:`current_mask`,
-    :attr:`objects`, :attr:`session`, :attr:`widget` (the ipywidgets box to display), :attr:`canvas`.
+    :attr:`objects`, :attr:`session`, :attr:`widget` (the ipywidgets box to display),
+    :attr:`canvas`.
     """
 
-    def __init__(self, predictor_or_model: Union[Predictor, Sam, str], image: np.ndarray,
-                 display_size: Union[None, int, Tuple[int, int]] = None, multimask: Union[str, bool] = "auto",
-                 upload: bool = False, threaded: bool = True) -> None:
+    def __init__(
+        self,
+        predictor_or_model: Union[Predictor, Sam, str],
+        image: np.ndarray,
+        display_size: Union[None, int, Tuple[int, int]] = None,
+        multimask: Union[str, bool] = "auto",
+        upload: bool = False,
+        threaded: bool = True,
+    ) -> None:
         self.session = ClickSession(predictor_or_model, image, multimask=multimask)
         self.threaded = threaded
         self._display_size = display_size
         self.opacity = 0.45
         self.last_error: Optional[BaseException] = None
-        self.timings = self.session.timings   # embedding_s, decoder_ms (session); render_ms, click_ms
+        # embedding_s and decoder_ms (from the session), render_ms and click_ms (the view's)
+        self.timings = self.session.timings
 
-        self._lock = threading.Lock()          # guards the worker flags below
-        self._render_lock = threading.Lock()   # one drawing at a time (ipycanvas batches are global)
+        self._lock = threading.Lock()  # guards the worker flags below
+        self._render_lock = threading.Lock()  # one drawing at a time (ipycanvas batches are global)
         self._idle = threading.Event()
         self._idle.set()
         self._running = False
@@ -202,14 +237,17 @@ class ClickSegmenter:
         self._callbacks: List[Callable[["ClickSegmenter"], Any]] = []
         self._press: Optional[Tuple[float, float, int, bool]] = None
         self._syncing = False
-        self._kept: Optional[Tuple[Tuple[int, ...], np.ndarray]] = None   # kept objects at display size
+        self._kept: Optional[Tuple[Tuple[int, ...], np.ndarray]] = (
+            None  # kept objects, display size
+        )
 
         self._build_widgets(upload)
         self._show_image(cached=None)
 
     # ------------------------------------------------------------------------------------ the image
     def set_image(self, image: np.ndarray) -> None:
-        """Show a new image: compute (or fetch from the cache) its embedding and forget all prompts."""
+        """Show a new image: compute (or fetch from the cache) its embedding and forget all
+        prompts."""
         self.wait()
         self._set_status("⏳ computing the image embedding (image encoder)…")
         try:
@@ -224,16 +262,22 @@ class ClickSegmenter:
         self.display_height, self.display_width = display_shape(h, w, self._display_size)
         self._sx = self.display_width / w
         self._sy = self.display_height / h
-        # nearest-neighbour resampling to display size, as two 1-D takes (~6x faster than 2-D indexing)
-        self._rows = np.minimum(((np.arange(self.display_height) + 0.5) / self._sy).astype(np.int64), h - 1)
-        self._cols = np.minimum(((np.arange(self.display_width) + 0.5) / self._sx).astype(np.int64), w - 1)
+        # nearest-neighbour resampling to display size: two 1-D takes (~6x faster than 2-D indices)
+        self._rows = np.minimum(
+            ((np.arange(self.display_height) + 0.5) / self._sy).astype(np.int64), h - 1
+        )
+        self._cols = np.minimum(
+            ((np.arange(self.display_width) + 0.5) / self._sx).astype(np.int64), w - 1
+        )
         self._kept = None
         self.canvas.width, self.canvas.height = self.display_width, self.display_height
         self._draw_image()
         self._render()
         how = "from the cache" if cached else "computed"
-        self._set_status(f"ready: embedding {how} in {self.timings['embedding_s']:.2f} s. "
-                         "Left click: object · right/shift click: background · drag: box")
+        self._set_status(
+            f"ready: embedding {how} in {self.timings['embedding_s']:.2f} s. "
+            "Left click: object · right/shift click: background · drag: box"
+        )
         self._sync_controls()
         self._notify()
 
@@ -267,7 +311,8 @@ class ClickSegmenter:
 
     @property
     def scores(self) -> np.ndarray:
-        """Predicted IoU of each output of the last decoder pass (3 or 1 values; empty before a prompt)."""
+        """Predicted IoU of each output of the last decoder pass (3 or 1 values; empty before a
+        prompt)."""
         return self.session.scores
 
     @property
@@ -277,12 +322,14 @@ class ClickSegmenter:
 
     @property
     def current_mask(self) -> Optional[np.ndarray]:
-        """The current object's ``H x W`` bool mask (the selected output), ``None`` before a prompt."""
+        """The current object's ``H x W`` bool mask (the selected output), ``None`` before a
+        prompt."""
         return self.session.current_mask
 
     @property
     def masks(self) -> List[np.ndarray]:
-        """One ``H x W`` bool mask per kept object, then the current object's mask if there is one."""
+        """One ``H x W`` bool mask per kept object, then the current object's mask if there is
+        one."""
         return self.session.masks
 
     @property
@@ -298,7 +345,10 @@ class ClickSegmenter:
     # ----------------------------------------------------------------------------- event handlers
     def to_image_coords(self, x: float, y: float) -> Tuple[float, float]:
         """Display pixels -> original image pixels (clipped to the image)."""
-        return (float(np.clip(x / self._sx, 0, self.width - 1)), float(np.clip(y / self._sy, 0, self.height - 1)))
+        return (
+            float(np.clip(x / self._sx, 0, self.width - 1)),
+            float(np.clip(y / self._sy, 0, self.height - 1)),
+        )
 
     def to_display_coords(self, x: float, y: float) -> Tuple[float, float]:
         """Original image pixels -> display pixels."""
@@ -308,12 +358,17 @@ class ClickSegmenter:
         if not (np.isfinite(x) and np.isfinite(y)):
             raise ValueError(f"click coordinates must be finite, got ({x}, {y})")
         if not (-1 <= x <= self.display_width + 1 and -1 <= y <= self.display_height + 1):
-            raise ValueError(f"click at ({x:g}, {y:g}) lies outside the canvas ({self.display_width} x "
-                             f"{self.display_height} display pixels)")
+            raise ValueError(
+                f"click at ({x:g}, {y:g}) lies outside the canvas ({self.display_width} x "
+                f"{self.display_height} display pixels)"
+            )
 
-    def handle_click(self, x: float, y: float, button: int = 0, shift: bool = False, wait: bool = True) -> None:
-        """A click at display pixel ``(x, y)``: button 0 (left) adds a positive point, button 2 (right) or
-        ``shift`` a negative one (the "left click adds" toggle can make left clicks negative too).
+    def handle_click(
+        self, x: float, y: float, button: int = 0, shift: bool = False, wait: bool = True
+    ) -> None:
+        """A click at display pixel ``(x, y)``: button 0 (left) adds a positive point, button 2
+        (right) or ``shift`` a negative one (the "left click adds" toggle can make left clicks
+        negative too).
 
         ``wait=False`` returns at once and decodes on the worker thread (what the front end does).
         """
@@ -325,15 +380,17 @@ class ClickSegmenter:
         self._add_prompt(PointPrompt(ix, iy, 0 if negative else 1), wait)
 
     def handle_drag(self, x0: float, y0: float, x1: float, y1: float, wait: bool = True) -> None:
-        """A drag from display pixel ``(x0, y0)`` to ``(x1, y1)``: sets the object's box (replacing an
-        earlier one)."""
+        """A drag from display pixel ``(x0, y0)`` to ``(x1, y1)``: sets the object's box (replacing
+        an earlier one)."""
         self._check_display_xy(x0, y0)
         self._check_display_xy(x1, y1)
         ax0, ay0 = self.to_image_coords(min(x0, x1), min(y0, y1))
         ax1, ay1 = self.to_image_coords(max(x0, x1), max(y0, y1))
         if ax1 - ax0 < 1 or ay1 - ay0 < 1:
-            raise ValueError(f"the box from ({x0:g}, {y0:g}) to ({x1:g}, {y1:g}) is empty; use handle_click "
-                             "for points")
+            raise ValueError(
+                f"the box from ({x0:g}, {y0:g}) to ({x1:g}, {y1:g}) is empty; use handle_click "
+                "for points"
+            )
         self._add_prompt(BoxPrompt(ax0, ay0, ax1, ay1), wait)
 
     def _add_prompt(self, prompt: Prompt, wait: bool) -> None:
@@ -352,7 +409,8 @@ class ClickSegmenter:
             self._changed()
 
     def clear(self, objects: bool = True) -> None:
-        """Forget the current object's prompts and, with ``objects=True``, the kept objects too (undoable)."""
+        """Forget the current object's prompts and, with ``objects=True``, the kept objects too
+        (undoable)."""
         self.wait()
         if self.session.clear(objects):
             self._changed()
@@ -364,7 +422,8 @@ class ClickSegmenter:
         self._changed()
 
     def keep(self) -> Optional[SegmentedObject]:
-        """Keep the current mask as an object (in its own colour) and start a new object. Returns it."""
+        """Keep the current mask as an object (in its own colour) and start a new object. Returns
+        it."""
         self.wait()
         obj = self.session.keep()
         if obj is None:
@@ -376,14 +435,16 @@ class ClickSegmenter:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until no decoding is running or pending; False if ``timeout`` (s) ran out first.
 
-        Returns at once when called from the decoding thread itself (e.g. inside an ``on_change`` callback).
+        Returns at once when called from the decoding thread itself (e.g. inside an ``on_change``
+        callback).
         """
         if self._working_thread == threading.get_ident():
             return True
         return self._idle.wait(timeout)
 
     def on_change(self, callback: Callable[["ClickSegmenter"], Any], remove: bool = False) -> None:
-        """Call ``callback(segmenter)`` after every change of the masks or prompts (from any thread)."""
+        """Call ``callback(segmenter)`` after every change of the masks or prompts (from any
+        thread)."""
         if remove:
             self._callbacks.remove(callback)
         else:
@@ -391,7 +452,8 @@ class ClickSegmenter:
 
     # ---------------------------------------------------------------------------------- decoding
     def _request(self, wait: bool) -> None:
-        """Ask for the current prompts to be decoded; coalesces requests made while a decode runs."""
+        """Ask for the current prompts to be decoded; coalesces requests made while a decode
+        runs."""
         with self._lock:
             if self._running:
                 self._pending = True
@@ -406,7 +468,9 @@ class ClickSegmenter:
             if wait or not self.threaded:
                 self._work()
             else:
-                threading.Thread(target=self._work, name="samkit-click-decoder", daemon=True).start()
+                threading.Thread(
+                    target=self._work, name="samkit-click-decoder", daemon=True
+                ).start()
         if wait:
             self._idle.wait()
             err = self.last_error
@@ -449,8 +513,10 @@ class ClickSegmenter:
         if decode_s is not None:
             self.timings["click_ms"] = (decode_s + render_s) * 1e3
             n = len(self.session.prompts)
-            self._set_status(f"{n} prompt{'s' if n != 1 else ''} · last click {self.timings['click_ms']:.0f} ms "
-                             f"(decoder {decode_s * 1e3:.0f} ms, drawing {render_s * 1e3:.0f} ms)")
+            self._set_status(
+                f"{n} prompt{'s' if n != 1 else ''} · last click {self.timings['click_ms']:.0f} ms "
+                f"(decoder {decode_s * 1e3:.0f} ms, drawing {render_s * 1e3:.0f} ms)"
+            )
         self._sync_controls()
         self._notify()
 
@@ -465,8 +531,9 @@ class ClickSegmenter:
         return mask.take(self._rows, axis=0).take(self._cols, axis=1)
 
     def overlay_index(self) -> np.ndarray:
-        """The mask overlay at display size as palette indices, ``display_height x display_width`` uint8
-        (see :func:`samkit.clicks.click_palette`): kept objects in their colours, the current one on top."""
+        """The mask overlay at display size as palette indices, ``display_height x display_width``
+        uint8 (see :func:`samkit.clicks.click_palette`): kept objects in their colours, the current
+        one on top."""
         objects = self.session.objects
         key = tuple(id(o) for o in objects)
         if self._kept is None or self._kept[0] != key:
@@ -487,8 +554,11 @@ class ClickSegmenter:
     def _draw_image(self) -> None:
         from PIL import Image
 
-        small = np.asarray(Image.fromarray(self.image).resize((self.display_width, self.display_height),
-                                                              Image.BILINEAR))
+        small = np.asarray(
+            Image.fromarray(self.image).resize(
+                (self.display_width, self.display_height), Image.BILINEAR
+            )
+        )
         with self._render_lock:
             put_png(self.canvas[0], _png(small))
 
@@ -552,32 +622,64 @@ class ClickSegmenter:
 
         self.canvas = MultiCanvas(3, width=MAX_DISPLAY_WIDTH, height=MAX_DISPLAY_HEIGHT)
         self.canvas.on_client_ready(self._redraw_all)
-        self.choice = W.ToggleButtons(options=[("mask 1", 0)], value=0, disabled=True,
-                                      description="Output:", tooltips=["click on the image first"],
-                                      style={"button_width": "150px"})
+        self.choice = W.ToggleButtons(
+            options=[("mask 1", 0)],
+            value=0,
+            disabled=True,
+            description="Output:",
+            tooltips=["click on the image first"],
+            style={"button_width": "150px"},
+        )
         self.choice.observe(self._on_choice, names="value")
-        self.mode = W.ToggleButtons(options=[("+ object", 1), ("− background", 0)], value=1,
-                                    description="Left click:",
-                                    tooltips=["left click adds a positive point", "left click adds a negative point"])
-        self.undo_button = W.Button(description="Undo", icon="undo", tooltip="take back the last action")
-        self.clear_button = W.Button(description="Clear", icon="trash", tooltip="forget all prompts and objects")
-        self.keep_button = W.Button(description="Keep & next object", icon="plus",
-                                    tooltip="keep this mask and start another object",
-                                    layout=W.Layout(width="auto"))
-        self.opacity_slider = W.FloatSlider(value=self.opacity, min=0.0, max=1.0, step=0.05, description="Opacity:",
-                                            continuous_update=True, readout_format=".2f")
-        self.path_text = W.Text(value="click_masks", description="Save to:",
-                                placeholder="<path> -> <path>.png + <path>.json")
-        self.save_button = W.Button(description="Save", icon="save", tooltip="PNG overlay + COCO RLE JSON")
+        self.mode = W.ToggleButtons(
+            options=[("+ object", 1), ("− background", 0)],
+            value=1,
+            description="Left click:",
+            tooltips=["left click adds a positive point", "left click adds a negative point"],
+        )
+        self.undo_button = W.Button(
+            description="Undo", icon="undo", tooltip="take back the last action"
+        )
+        self.clear_button = W.Button(
+            description="Clear", icon="trash", tooltip="forget all prompts and objects"
+        )
+        self.keep_button = W.Button(
+            description="Keep & next object",
+            icon="plus",
+            tooltip="keep this mask and start another object",
+            layout=W.Layout(width="auto"),
+        )
+        self.opacity_slider = W.FloatSlider(
+            value=self.opacity,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="Opacity:",
+            continuous_update=True,
+            readout_format=".2f",
+        )
+        self.path_text = W.Text(
+            value="click_masks",
+            description="Save to:",
+            placeholder="<path> -> <path>.png + <path>.json",
+        )
+        self.save_button = W.Button(
+            description="Save", icon="save", tooltip="PNG overlay + COCO RLE JSON"
+        )
         self.status = W.Label(value="")
         self.undo_button.on_click(lambda _: self._safely(self.undo, False))
         self.clear_button.on_click(lambda _: self._safely(self.clear))
         self.keep_button.on_click(lambda _: self._safely(self.keep))
         self.save_button.on_click(lambda _: self._safely(self._save_clicked))
-        self.opacity_slider.observe(lambda ch: self._safely(self.set_opacity, ch["new"]), names="value")
-        rows = [self.canvas, self.choice,
-                W.HBox([self.mode, self.undo_button, self.clear_button, self.keep_button]),
-                W.HBox([self.opacity_slider, self.path_text, self.save_button])]
+        self.opacity_slider.observe(
+            lambda ch: self._safely(self.set_opacity, ch["new"]), names="value"
+        )
+        rows = [
+            self.canvas,
+            self.choice,
+            W.HBox([self.mode, self.undo_button, self.clear_button, self.keep_button]),
+            W.HBox([self.opacity_slider, self.path_text, self.save_button]),
+        ]
         self.upload = None
         if upload:
             self.upload = W.FileUpload(accept="image/*", multiple=False, description="Your image")
@@ -588,19 +690,25 @@ class ClickSegmenter:
         self._connect_mouse()
 
     def _connect_mouse(self) -> None:
-        """Mouse events: ipyevents when installed (buttons, modifiers, no context menu), else ipycanvas
-        (left button only; the "Left click" toggle then gives negative points)."""
+        """Mouse events: ipyevents when installed (buttons, modifiers, no context menu), else
+        ipycanvas (left button only; the "Left click" toggle then gives negative points)."""
         try:
             from ipyevents import Event
         except ImportError:
             Event = None
         if Event is not None:
-            self.events = Event(source=self.canvas, watched_events=["mousedown", "mouseup", "contextmenu",
-                                                                    "mouseleave"],
-                                prevent_default_action=True)
+            self.events = Event(
+                source=self.canvas,
+                watched_events=["mousedown", "mouseup", "contextmenu", "mouseleave"],
+                prevent_default_action=True,
+            )
             self.events.on_dom_event(self._on_dom_event)
-            self.move_events = Event(source=self.canvas, watched_events=["mousemove"], wait=60,
-                                     throttle_or_debounce="throttle")
+            self.move_events = Event(
+                source=self.canvas,
+                watched_events=["mousemove"],
+                wait=60,
+                throttle_or_debounce="throttle",
+            )
             self.move_events.on_dom_event(self._on_dom_event)
         else:
             self.events = self.move_events = None
@@ -609,9 +717,13 @@ class ClickSegmenter:
             self.canvas.on_mouse_move(lambda x, y: self._on_move(x, y))
 
     def _event_xy(self, event: Dict[str, Any]) -> Tuple[float, float]:
-        """ipyevents' ``relativeX/Y`` are CSS pixels of the element; rescale if the canvas is shown smaller."""
+        """ipyevents' ``relativeX/Y`` are CSS pixels of the element; rescale if the canvas is shown
+        smaller."""
         x, y = float(event.get("relativeX", 0)), float(event.get("relativeY", 0))
-        bw, bh = float(event.get("boundingRectWidth") or 0), float(event.get("boundingRectHeight") or 0)
+        bw, bh = (
+            float(event.get("boundingRectWidth") or 0),
+            float(event.get("boundingRectHeight") or 0),
+        )
         if bw > 0 and bh > 0:
             x, y = x * self.display_width / bw, y * self.display_height / bh
         return x, y
@@ -651,8 +763,13 @@ class ClickSegmenter:
         x0 = float(np.clip(x0, 0, self.display_width))
         y0 = float(np.clip(y0, 0, self.display_height))
         try:
-            if button == 0 and not shift and np.hypot(x - x0, y - y0) > CLICK_TOLERANCE \
-                    and abs(x - x0) > 1 and abs(y - y0) > 1:
+            if (
+                button == 0
+                and not shift
+                and np.hypot(x - x0, y - y0) > CLICK_TOLERANCE
+                and abs(x - x0) > 1
+                and abs(y - y0) > 1
+            ):
                 self.handle_drag(x0, y0, x, y, wait=False)
             else:
                 self.handle_click(x0, y0, button=button, shift=shift, wait=False)
@@ -720,13 +837,15 @@ class ClickSegmenter:
         return self.session.annotations()
 
     def save(self, path: PathLike) -> Tuple[Path, Path]:
-        """Write ``<path>.png`` (the image with the masks painted on it) and ``<path>.json`` (COCO RLE records,
-        see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped. Returns both paths."""
+        """Write ``<path>.png`` (the image with the masks painted on it) and ``<path>.json`` (COCO
+        RLE records, see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped.
+        Returns both paths."""
         self.wait()
         return self.session.save(path, self.opacity)
 
     def plot(self, ax: Any = None, title: Optional[str] = None) -> Any:
-        """Draw the image, masks, points and box with matplotlib (the static view of the widget's state)."""
+        """Draw the image, masks, points and box with matplotlib (the static view of the widget's
+        state)."""
         import matplotlib.pyplot as plt
 
         from . import viz
@@ -739,8 +858,12 @@ class ClickSegmenter:
             viz.show_mask(obj.mask, ax=ax, color=np.array(obj.colour) / 255, alpha=self.opacity)
         current = self.current_mask
         if current is not None:
-            viz.show_mask(current, ax=ax, color=np.array(PALETTE[len(objects) % len(PALETTE)]) / 255,
-                          alpha=self.opacity)
+            viz.show_mask(
+                current,
+                ax=ax,
+                color=np.array(PALETTE[len(objects) % len(PALETTE)]) / 255,
+                alpha=self.opacity,
+            )
         coords, labels, box = split_prompts(self.session.prompts)
         if coords is not None:
             viz.show_points(coords, labels, ax=ax)
@@ -755,15 +878,21 @@ class ClickSegmenter:
 
     # --------------------------------------------------------------------------------- display
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Dict[str, Any]:
-        text = ("ClickSegmenter: an interactive widget. If you read this instead of an image with buttons, "
-                "this front end cannot show ipywidgets: use JupyterLab, Notebook 7 or VS Code; in Colab run "
-                "`from google.colab import output; output.enable_custom_widget_manager()` first. "
-                "Without a front end, drive it with seg.handle_click(x, y) and look at seg.plot().")
+        text = (
+            "ClickSegmenter: an interactive widget. If you read this instead of an image with "
+            "buttons, this front end cannot show ipywidgets: use JupyterLab, Notebook 7 or VS "
+            "Code; in Colab run "
+            "`from google.colab import output; output.enable_custom_widget_manager()` first. "
+            "Without a front end, drive it with seg.handle_click(x, y) and look at seg.plot()."
+        )
         return {
             "text/plain": text,
             "text/html": f"<p><code>ClickSegmenter</code>: {text.split(': ', 1)[1]}</p>",
-            "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
-                                                         "model_id": self.widget.model_id},
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.widget.model_id,
+            },
         }
 
     def close(self) -> None:
@@ -776,6 +905,20 @@ class ClickSegmenter:
         self.canvas.close()
 
 
-__all__ = ["ClickSegmenter", "ClickSession", "PointPrompt", "BoxPrompt", "SegmentedObject", "PALETTE",
-           "click_palette", "display_shape", "mask_outline", "palette_png", "star_polygon", "blend", "put_png",
-           "image_from_upload", "split_prompts"]
+__all__ = [
+    "ClickSegmenter",
+    "ClickSession",
+    "PointPrompt",
+    "BoxPrompt",
+    "SegmentedObject",
+    "PALETTE",
+    "click_palette",
+    "display_shape",
+    "mask_outline",
+    "palette_png",
+    "star_polygon",
+    "blend",
+    "put_png",
+    "image_from_upload",
+    "split_prompts",
+]

@@ -1,20 +1,22 @@
 """Build the course deck (reveal.js slides) from the outputs of an executed course run.
 
-    python -m tools.slides                                 # latest run in runs/ -> slides/index.html
+    python -m tools.slides                        # latest run in runs/ -> slides/index.html
     python -m tools.slides --run runs/20250101-120000 --out /tmp/deck.html
-    python -m tools.slides --update-reveal 4.6.1           # re-vendor reveal.js from npm (maintainers)
+    python -m tools.slides --update-reveal 4.6.1  # re-vendor reveal.js from npm (maintainers)
 
 The deck's text and the figures each slide shows are in ``slides/deck.py``. This module:
 
-1. finds the run (``runs/<timestamp>/`` written by ``python -m samkit.runner``) and reads, for each notebook,
-   its status (``timings.json``), its papermill parameters and what ``notebook_utils.setup`` / ``data_note``
-   printed (``model: ...``, ``data: ...``), so that every figure says which model and data produced it;
-2. writes a slides notebook (markdown cells, figures as PNG attachments, tables from the run's ``.md`` files)
-   into the run folder (``<run>/slides.ipynb``);
-3. converts it with nbconvert's slides exporter and the ``slides/template/samkit_reveal`` template into one
-   self-contained HTML file: images as ``data:`` URIs, reveal.js (vendored in ``slides/reveal.js``, MIT) inlined,
-   no CDN, so the deck opens offline.
+1. finds the run (``runs/<timestamp>/`` written by ``python -m samkit.runner``) and reads, for each
+   notebook, its status (``timings.json``), its papermill parameters and what
+   ``notebook_utils.setup`` / ``data_note`` printed (``model: ...``, ``data: ...``), so that every
+   figure says which model and data produced it;
+2. writes a slides notebook (markdown cells, figures as PNG attachments, tables from the run's
+   ``.md`` files) into the run folder (``<run>/slides.ipynb``);
+3. converts it with nbconvert's slides exporter and the ``slides/template/samkit_reveal`` template
+   into one self-contained HTML file: images as ``data:`` URIs, reveal.js (vendored in
+   ``slides/reveal.js``, MIT) inlined, no CDN, so the deck opens offline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,18 +51,19 @@ _INLINE_PREFIX = "samkit-inline-reveal"
 QUOTE_LABEL = "Quoted from the paper"
 
 
-# ------------------------------------------------------------------------------------------------ the run
+# ------------------------------------------------------------------------------------------ the run
 @dataclass
 class NotebookRecord:
     """What a run knows about one notebook: where its outputs are and what produced them."""
 
-    stem: str                                   # "03_decoder_from_scratch"
-    out_dir: Path                               # <run>/<stem>/ (figures and tables)
-    status: str                                 # "ok", "failed" or "not run"
-    parameters: Dict[str, Any] = field(default_factory=dict)   # papermill parameters (out_dir dropped)
-    model: Optional[str] = None                 # the "model: ..." line setup() printed
-    data: List[str] = field(default_factory=list)               # the "data: ..." lines
-    notes: List[str] = field(default_factory=list)              # the "NOTE: ..." lines (fallbacks)
+    stem: str  # "03_decoder_from_scratch"
+    out_dir: Path  # <run>/<stem>/ (figures and tables)
+    status: str  # "ok", "failed" or "not run"
+    # papermill parameters (out_dir dropped)
+    parameters: Dict[str, Any] = field(default_factory=dict)
+    model: Optional[str] = None  # the "model: ..." line setup() printed
+    data: List[str] = field(default_factory=list)  # the "data: ..." lines
+    notes: List[str] = field(default_factory=list)  # the "NOTE: ..." lines (fallbacks)
 
     @property
     def number(self) -> str:
@@ -68,7 +71,8 @@ class NotebookRecord:
 
     @property
     def teaching_setup(self) -> bool:
-        """True when the outputs come from the embedded tiny model, random weights or generated data."""
+        """True when the outputs come from the embedded tiny model, random weights or generated
+        data."""
         text = " ".join([self.model or ""] + self.data).lower()
         return any(k in text for k in ("embedded tiny", "random", "generated"))
 
@@ -82,19 +86,23 @@ class RunInfo:
 
 
 def find_run(run: Optional[PathLike] = "latest", runs_dir: PathLike = "runs") -> Path:
-    """The run folder: ``run`` itself, or with ``"latest"``/``None`` the newest folder of ``runs_dir`` that
-    holds a ``timings.json`` (by that file's modification time)."""
+    """The run folder: ``run`` itself, or with ``"latest"``/``None`` the newest folder of
+    ``runs_dir`` that holds a ``timings.json`` (by that file's modification time)."""
     if run not in (None, "latest"):
         path = Path(run)
         if not path.is_dir():
-            raise FileNotFoundError(f"run folder {path} does not exist (make run writes runs/<timestamp>/)")
+            raise FileNotFoundError(
+                f"run folder {path} does not exist (make run writes runs/<timestamp>/)"
+            )
         if not (path / "timings.json").is_file():
             raise FileNotFoundError(f"{path} is not a course run: it has no timings.json")
         return path
     root = Path(runs_dir)
     runs = [p.parent for p in root.glob("*/timings.json")] if root.is_dir() else []
     if not runs:
-        raise FileNotFoundError(f"no course run in {root}/ (a folder with timings.json): run `make run` first")
+        raise FileNotFoundError(
+            f"no course run in {root}/ (a folder with timings.json): run `make run` first"
+        )
     return max(runs, key=lambda p: ((p / "timings.json").stat().st_mtime, p.name))
 
 
@@ -109,7 +117,8 @@ def _printed_lines(nb) -> List[str]:
 
 
 def read_notebook_record(run_dir: Path, stem: str, status: str) -> NotebookRecord:
-    """Status, papermill parameters and the model/data lines printed by the executed ``<run>/<stem>.ipynb``."""
+    """Status, papermill parameters and the model/data lines printed by the executed
+    ``<run>/<stem>.ipynb``."""
     import nbformat
 
     record = NotebookRecord(stem=stem, out_dir=run_dir / stem, status=status)
@@ -123,16 +132,17 @@ def read_notebook_record(run_dir: Path, stem: str, status: str) -> NotebookRecor
     for line in _printed_lines(nb):
         line = line.strip()
         if line.startswith("model: ") and record.model is None:
-            record.model = line[len("model: "):]
-        elif line.startswith("data: ") and line[len("data: "):] not in record.data:
-            record.data.append(line[len("data: "):])
+            record.model = line[len("model: ") :]
+        elif line.startswith("data: ") and line[len("data: ") :] not in record.data:
+            record.data.append(line[len("data: ") :])
         elif line.startswith("NOTE: "):
-            record.notes.append(line[len("NOTE: "):])
+            record.notes.append(line[len("NOTE: ") :])
     return record
 
 
 def read_run(run_dir: Optional[Path]) -> RunInfo:
-    """Every notebook of ``run_dir`` listed in its ``timings.json`` plus any output folder without a record."""
+    """Every notebook of ``run_dir`` listed in its ``timings.json`` plus any output folder without a
+    record."""
     info = RunInfo(run_dir=run_dir)
     if run_dir is None:
         return info
@@ -159,18 +169,24 @@ def provenance(record: Optional[NotebookRecord], run_name: str, number: str) -> 
     if record is None:
         return f"notebook {number} was not part of run {run_name}"
     parts = [f"run {run_name}, notebook {record.stem}"]
-    parts.append(f"model: {record.model}" if record.model else
-                 f"model parameter: {record.parameters.get('model', 'not recorded')}")
+    parts.append(
+        f"model: {record.model}"
+        if record.model
+        else f"model parameter: {record.parameters.get('model', 'not recorded')}"
+    )
     parts += [f"data: {d}" for d in record.data]
-    shown = {k: v for k, v in record.parameters.items() if k in ("small", "epochs", "checkpoint", "device",
-                                                                  "data_root", "seed")}
+    shown = {
+        k: v
+        for k, v in record.parameters.items()
+        if k in ("small", "epochs", "checkpoint", "device", "data_root", "seed")
+    }
     if shown:
         parts.append("parameters: " + ", ".join(f"{k}={v!r}" for k, v in shown.items()))
     parts += [f"note: {n}" for n in record.notes]
     return " · ".join(parts)
 
 
-# ------------------------------------------------------------------------------------------------ the deck
+# ----------------------------------------------------------------------------------------- the deck
 def load_deck(path: PathLike = DECK_FILE) -> List[Dict[str, Any]]:
     """``SLIDES`` of ``slides/deck.py`` (a list of dicts, see that file)."""
     path = Path(path)
@@ -180,7 +196,9 @@ def load_deck(path: PathLike = DECK_FILE) -> List[Dict[str, Any]]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     slides = getattr(module, "SLIDES", None)
-    if not isinstance(slides, list) or not all(isinstance(s, dict) and "title" in s for s in slides):
+    if not isinstance(slides, list) or not all(
+        isinstance(s, dict) and "title" in s for s in slides
+    ):
         raise ValueError(f"{path}: SLIDES must be a list of dicts, each with a 'title'")
     return slides
 
@@ -188,7 +206,9 @@ def load_deck(path: PathLike = DECK_FILE) -> List[Dict[str, Any]]:
 def _split_ref(ref: str) -> tuple:
     number, sep, name = ref.partition("/")
     if not sep or not re.match(r"^\d\d$", number) or not name:
-        raise ValueError(f"deck reference {ref!r} must look like 'NN/name' (notebook number / file stem)")
+        raise ValueError(
+            f"deck reference {ref!r} must look like 'NN/name' (notebook number / file stem)"
+        )
     return number, name
 
 
@@ -220,12 +240,18 @@ def _table_markdown(record: Optional[NotebookRecord], name: str) -> Optional[str
 
 def _missing(what: str, number: str, record: Optional[NotebookRecord], run_name: str) -> str:
     if record is None:
-        why = f"notebook {number} is not in run {run_name}" if run_name != "none" else "no course run was found"
+        why = (
+            f"notebook {number} is not in run {run_name}"
+            if run_name != "none"
+            else "no course run was found"
+        )
     elif record.status != "ok":
-        why = f"notebook {record.stem} {'failed' if record.status == 'failed' else record.status} in run {run_name}"
+        state = "failed" if record.status == "failed" else record.status
+        why = f"notebook {record.stem} {state} in run {run_name}"
     else:
         why = f"notebook {record.stem} of run {run_name} did not write it"
-    return f"<p class=\"missing\">{_escape(f'Missing: {what} ({why}; make run, then make slides, fills it in).')}</p>"
+    text = f"Missing: {what} ({why}; make run, then make slides, fills it in)."
+    return f'<p class="missing">{_escape(text)}</p>'
 
 
 def _bench_markdown(path: Path) -> Optional[str]:
@@ -236,19 +262,29 @@ def _bench_markdown(path: Path) -> Optional[str]:
         rows = data["rows"]
         meta = data.get("meta", {})
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: expected JSON with 'rows' (from benchmarks/bench_speed.py): {exc}") from exc
+        raise ValueError(
+            f"{path}: expected JSON with 'rows' (from benchmarks/bench_speed.py): {exc}"
+        ) from exc
 
     def num(v):
         return "–" if v is None else (f"{v:.3g}" if isinstance(v, (int, float)) else str(v))
 
-    out = ["| measurement | unit | official | samkit | official / samkit |", "|---|---|---|---|---|"]
+    out = [
+        "| measurement | unit | official | samkit | official / samkit |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r.get('row', '?')} | {r.get('unit', '')} | {num(r.get('official'))} | "
-                   f"{num(r.get('samkit'))} | {num(r.get('ratio'))} |")
-    where = (f"measured by benchmarks/bench_speed.py ({path}) on {meta.get('cpu', 'unknown CPU')}, "
-             f"{meta.get('threads', '?')} threads, torch {meta.get('torch', '?')}, {meta.get('time', '')}; "
-             "ViT-B with random weights (speed does not depend on the weights)")
-    return "\n".join(out) + f"\n\n<p class=\"provenance\">{_escape(where)}</p>"
+        out.append(
+            f"| {r.get('row', '?')} | {r.get('unit', '')} | {num(r.get('official'))} | "
+            f"{num(r.get('samkit'))} | {num(r.get('ratio'))} |"
+        )
+    where = (
+        f"measured by benchmarks/bench_speed.py ({path}) on {meta.get('cpu', 'unknown CPU')}, "
+        f"{meta.get('threads', '?')} threads, torch {meta.get('torch', '?')}, "
+        f"{meta.get('time', '')}; "
+        "ViT-B with random weights (speed does not depend on the weights)"
+    )
+    return "\n".join(out) + f'\n\n<p class="provenance">{_escape(where)}</p>'
 
 
 def _card_markdown(path: Path) -> Optional[str]:
@@ -267,8 +303,11 @@ def _card_markdown(path: Path) -> Optional[str]:
                 continue
             shown = f"{value:.3f}" if isinstance(value, float) else str(value)
             out.append(f"| {section} | {key} | {shown} |")
-    where = f"from the embedded tiny model's card ({path.name}); evaluated on generated scenes and real photos"
-    return "\n".join(out) + f"\n\n<p class=\"provenance\">{_escape(where)}</p>"
+    where = (
+        f"from the embedded tiny model's card ({path.name}); evaluated on generated scenes and "
+        "real photos"
+    )
+    return "\n".join(out) + f'\n\n<p class="provenance">{_escape(where)}</p>'
 
 
 def _escape(text: str) -> str:
@@ -287,10 +326,16 @@ def _slide_cell(markdown: str, attachments: Dict[str, Dict[str, str]]):
     return cell
 
 
-def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, paper: Optional[str] = None,
-                   bench_json: Optional[Path] = None, card_json: Optional[Path] = CARD_FIGURES):
-    """The slides notebook: one markdown cell per slide (``slideshow.slide_type = "slide"``), figures as PNG
-    attachments (``attachment:NN_name.png``), tables as Markdown, a provenance line under each."""
+def build_notebook(
+    run: RunInfo,
+    deck: Optional[List[Dict[str, Any]]] = None,
+    paper: Optional[str] = None,
+    bench_json: Optional[Path] = None,
+    card_json: Optional[Path] = CARD_FIGURES,
+):
+    """The slides notebook: one markdown cell per slide (``slideshow.slide_type = "slide"``),
+    figures as PNG attachments (``attachment:NN_name.png``), tables as Markdown, a provenance line
+    under each."""
     import nbformat
 
     if deck is None:
@@ -301,8 +346,10 @@ def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, pa
     run_name = run.run_dir.name if run.run_dir is not None else "none"
     nb = nbformat.v4.new_notebook()
     nb.metadata["title"] = "Segment Anything"
-    nb.metadata["samkit"] = {"run": str(run.run_dir) if run.run_dir else None,
-                             "built": _dt.datetime.now().isoformat(timespec="seconds")}
+    nb.metadata["samkit"] = {
+        "run": str(run.run_dir) if run.run_dir else None,
+        "built": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
     for slide in deck:
         extra = slide.get("extra")
         extra_md = None
@@ -311,7 +358,9 @@ def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, pa
         elif extra == "card":
             extra_md = _card_markdown(card_json) if card_json is not None else None
         elif extra is not None:
-            raise ValueError(f"slide {slide['title']!r}: unknown extra {extra!r} (use 'bench' or 'card')")
+            raise ValueError(
+                f"slide {slide['title']!r}: unknown extra {extra!r} (use 'bench' or 'card')"
+            )
         if slide.get("optional") and extra_md is None:
             continue
         parts = [("# " if slide.get("title_slide") else "## ") + slide["title"]]
@@ -337,9 +386,14 @@ def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, pa
             sources.append(number)
         if slide.get("tables") and not found_tables and slide.get("fallback_table"):
             parts.append(slide["fallback_table"].strip())
-            parts.append(_missing(f"the measured rows ({', '.join(slide['tables'])})",
-                                  _split_ref(slide["tables"][0])[0],
-                                  run.notebooks.get(_split_ref(slide["tables"][0])[0]), run_name))
+            parts.append(
+                _missing(
+                    f"the measured rows ({', '.join(slide['tables'])})",
+                    _split_ref(slide["tables"][0])[0],
+                    run.notebooks.get(_split_ref(slide["tables"][0])[0]),
+                    run_name,
+                )
+            )
         for ref in slide.get("figures", []):
             number, name = _split_ref(ref)
             record = run.notebooks.get(number)
@@ -354,14 +408,18 @@ def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, pa
         if extra_md is not None:
             parts.append(extra_md)
         elif extra is not None:
-            what = "benchmark results (make bench)" if extra == "bench" else "the model card (samkit/assets/card)"
-            parts.append(f"<p class=\"missing\">Missing: {what}.</p>")
+            what = (
+                "benchmark results (make bench)"
+                if extra == "bench"
+                else "the model card (samkit/assets/card)"
+            )
+            parts.append(f'<p class="missing">Missing: {what}.</p>')
         for number in dict.fromkeys(sources):
             record = run.notebooks.get(number)
             line = provenance(record, run_name, number)
             if record is not None and record.teaching_setup:
-                line = ("Made with samkit's teaching setup, not the paper's model or data: " + line)
-            parts.append(f"<p class=\"provenance\">{_escape(line)}</p>")
+                line = "Made with samkit's teaching setup, not the paper's model or data: " + line
+            parts.append(f'<p class="provenance">{_escape(line)}</p>')
         nb.cells.append(_slide_cell("\n\n".join(parts), attachments))
     return nb
 
@@ -375,8 +433,10 @@ def _deck_paper(path: Path) -> Optional[str]:
 
 def _run_summary(run: RunInfo, run_name: str) -> str:
     if run.run_dir is None:
-        return ("*No course run was found: the figure slides say what is missing. "
-                "`make run` executes the notebooks, then `make slides` rebuilds this deck.*")
+        return (
+            "*No course run was found: the figure slides say what is missing. "
+            "`make run` executes the notebooks, then `make slides` rebuilds this deck.*"
+        )
     models = sorted({r.model for r in run.notebooks.values() if r.model})
     data = sorted({d for r in run.notebooks.values() for d in r.data})
     failed = [r.stem for r in run.notebooks.values() if r.status != "ok"]
@@ -388,17 +448,23 @@ def _run_summary(run: RunInfo, run_name: str) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------ HTML
+# --------------------------------------------------------------------------------------------- HTML
 def read_reveal_assets(reveal_dir: PathLike = REVEAL_DIR) -> Dict[str, str]:
-    """The vendored reveal.js files as text: ``js``, ``css``, ``theme`` (its web-font import removed, so the
-    theme falls back to the system sans-serif and nothing is fetched)."""
+    """The vendored reveal.js files as text: ``js``, ``css``, ``theme`` (its web-font import
+    removed, so the theme falls back to the system sans-serif and nothing is fetched)."""
     reveal_dir = Path(reveal_dir)
     assets = {}
-    for key, rel in (("js", "dist/reveal.js"), ("css", "dist/reveal.css"), ("theme", "dist/theme/white.css")):
+    for key, rel in (
+        ("js", "dist/reveal.js"),
+        ("css", "dist/reveal.css"),
+        ("theme", "dist/theme/white.css"),
+    ):
         path = reveal_dir / rel
         if not path.is_file():
-            raise FileNotFoundError(f"reveal.js file {path} is missing (python -m tools.slides --update-reveal "
-                                    f"{REVEAL_VERSION} vendors it from npm)")
+            raise FileNotFoundError(
+                f"reveal.js file {path} is missing (python -m tools.slides --update-reveal "
+                f"{REVEAL_VERSION} vendors it from npm)"
+            )
         assets[key] = path.read_text(encoding="utf-8")
     assets["theme"] = re.sub(r"@import url\([^)]*\);?", "", assets["theme"])
     assets["js"] = assets["js"].replace("</script", "<\\/script")
@@ -411,20 +477,32 @@ def to_html(nb, reveal_dir: PathLike = REVEAL_DIR, template_dir: PathLike = TEMP
     from nbconvert import SlidesExporter
 
     assets = read_reveal_assets(reveal_dir)
-    exporter = SlidesExporter(extra_template_basedirs=[str(template_dir)], template_name=TEMPLATE_NAME,
-                              reveal_url_prefix=_INLINE_PREFIX, reveal_theme="white", reveal_number="c/t")
+    exporter = SlidesExporter(
+        extra_template_basedirs=[str(template_dir)],
+        template_name=TEMPLATE_NAME,
+        reveal_url_prefix=_INLINE_PREFIX,
+        reveal_theme="white",
+        reveal_number="c/t",
+    )
     body, _ = exporter.from_notebook_node(nb, resources={"samkit_reveal": {"js": assets["js"]}})
     styles = {"dist/reveal.css": assets["css"], "dist/theme/white.css": assets["theme"]}
 
     def inline(match: "re.Match[str]") -> str:
         rel = match.group(1)
         if rel not in styles:
-            raise ValueError(f"the slides template references {_INLINE_PREFIX}/{rel}, which samkit does not vendor")
+            raise ValueError(
+                f"the slides template references {_INLINE_PREFIX}/{rel}, which samkit does not "
+                "vendor"
+            )
         return f"<style>\n{styles[rel]}\n</style>"
 
-    body = re.sub(r'<link[^>]*href="' + re.escape(_INLINE_PREFIX) + r'/([^"]+)"[^>]*>', inline, body)
+    body = re.sub(
+        r'<link[^>]*href="' + re.escape(_INLINE_PREFIX) + r'/([^"]+)"[^>]*>', inline, body
+    )
     if _INLINE_PREFIX in body:
-        raise ValueError("reveal.js reference left in the deck after inlining; check slides/template/")
+        raise ValueError(
+            "reveal.js reference left in the deck after inlining; check slides/template/"
+        )
     external = external_references(body)
     if external:
         raise ValueError(f"the deck would load files from the network: {external[:5]}")
@@ -432,13 +510,16 @@ def to_html(nb, reveal_dir: PathLike = REVEAL_DIR, template_dir: PathLike = TEMP
 
 
 def external_references(html_text: str) -> List[str]:
-    """URLs the page would fetch: ``src``/``href`` of ``script``, ``link``, ``img``, ``iframe`` tags and CSS
-    ``@import``/``url()`` in style blocks, other than ``data:`` URIs and page anchors. Plain text links
-    (``<a href>``) are allowed; the text inside inline scripts is not scanned as markup."""
+    """URLs the page would fetch: ``src``/``href`` of ``script``, ``link``, ``img``, ``iframe`` tags
+    and CSS ``@import``/``url()`` in style blocks, other than ``data:`` URIs and page anchors. Plain
+    text links (``<a href>``) are allowed; the text inside inline scripts is not scanned as
+    markup."""
     found = []
     scripts = re.compile(r"(<script\b[^>]*>)(.*?)(</script>)", re.S | re.I)
     markup = scripts.sub(lambda m: m.group(1) + m.group(3), html_text)
-    for m in re.finditer(r'<(script|link|img|iframe)\b[^>]*\b(?:src|href)=["\']([^"\']+)["\']', markup, re.I):
+    for m in re.finditer(
+        r'<(script|link|img|iframe)\b[^>]*\b(?:src|href)=["\']([^"\']+)["\']', markup, re.I
+    ):
         if not m.group(2).startswith(("data:", "#")):
             found.append(m.group(2))
     for style in re.findall(r"<style\b[^>]*>(.*?)</style>", markup, re.S | re.I):
@@ -448,21 +529,30 @@ def external_references(html_text: str) -> List[str]:
             if not m.group(1).startswith(("data:", "#")) and m.group(1) not in found:
                 found.append(m.group(1))
     for body in (m.group(2) for m in scripts.finditer(html_text)):
-        for m in re.finditer(r'\b(?:import\s+[\w{}\s,*]+\s+from\s+|import\s*\()\s*["\']((?:https?:)?//[^"\']+)',
-                             body):
+        for m in re.finditer(
+            r'\b(?:import\s+[\w{}\s,*]+\s+from\s+|import\s*\()\s*["\']((?:https?:)?//[^"\']+)', body
+        ):
             found.append(m.group(1))
     return found
 
 
-def build(run: Optional[PathLike] = "latest", out: PathLike = SLIDES_DIR / "index.html",
-          runs_dir: PathLike = "runs", notebook_out: Optional[PathLike] = None,
-          bench_json: Optional[PathLike] = None, card_json: Optional[PathLike] = CARD_FIGURES,
-          deck_file: PathLike = DECK_FILE, reveal_dir: PathLike = REVEAL_DIR, allow_no_run: bool = True,
-          log=print) -> Path:
+def build(
+    run: Optional[PathLike] = "latest",
+    out: PathLike = SLIDES_DIR / "index.html",
+    runs_dir: PathLike = "runs",
+    notebook_out: Optional[PathLike] = None,
+    bench_json: Optional[PathLike] = None,
+    card_json: Optional[PathLike] = CARD_FIGURES,
+    deck_file: PathLike = DECK_FILE,
+    reveal_dir: PathLike = REVEAL_DIR,
+    allow_no_run: bool = True,
+    log=print,
+) -> Path:
     """Build the deck from ``run`` (a folder, or ``"latest"`` in ``runs_dir``) into ``out``.
 
-    The slides notebook goes to ``notebook_out`` (default ``<run>/slides.ipynb``, or next to ``out`` without a
-    run). ``bench_json`` defaults to ``<runs_dir>/bench/speed.json``. Returns the HTML path.
+    The slides notebook goes to ``notebook_out`` (default ``<run>/slides.ipynb``, or next to ``out``
+    without a run). ``bench_json`` defaults to ``<runs_dir>/bench/speed.json``. Returns the HTML
+    path.
     """
     import nbformat
 
@@ -476,29 +566,43 @@ def build(run: Optional[PathLike] = "latest", out: PathLike = SLIDES_DIR / "inde
     info = read_run(run_dir)
     deck = load_deck(deck_file)
     bench = Path(bench_json) if bench_json is not None else Path(runs_dir) / "bench" / "speed.json"
-    nb = build_notebook(info, deck, paper=_deck_paper(Path(deck_file)), bench_json=bench,
-                        card_json=Path(card_json) if card_json is not None else None)
+    nb = build_notebook(
+        info,
+        deck,
+        paper=_deck_paper(Path(deck_file)),
+        bench_json=bench,
+        card_json=Path(card_json) if card_json is not None else None,
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    nb_path = Path(notebook_out) if notebook_out else (run_dir / "slides.ipynb" if run_dir else
-                                                        out.with_suffix(".ipynb"))
+    nb_path = (
+        Path(notebook_out)
+        if notebook_out
+        else (run_dir / "slides.ipynb" if run_dir else out.with_suffix(".ipynb"))
+    )
     nbformat.write(nb, nb_path)
     out.write_text(to_html(nb, reveal_dir=reveal_dir), encoding="utf-8")
-    log(f"slides notebook: {nb_path}\ndeck: {out} ({len(nb.cells)} slides, "
-        f"{out.stat().st_size / 1e6:.1f} MB, from run {run_dir or 'none'})")
+    log(
+        f"slides notebook: {nb_path}\ndeck: {out} ({len(nb.cells)} slides, "
+        f"{out.stat().st_size / 1e6:.1f} MB, from run {run_dir or 'none'})"
+    )
     return out
 
 
-# ------------------------------------------------------------------------------------------------ vendoring
+# ---------------------------------------------------------------------------------------- vendoring
 def vendor_reveal(version: str = REVEAL_VERSION, dest: PathLike = REVEAL_DIR) -> Path:
-    """Refresh ``slides/reveal.js`` from the npm registry (``npm pack reveal.js@<version>``): keeps only
-    ``REVEAL_FILES``. Needs ``npm`` and the network; the deck build itself needs neither."""
+    """Refresh ``slides/reveal.js`` from the npm registry (``npm pack reveal.js@<version>``): keeps
+    only ``REVEAL_FILES``. Needs ``npm`` and the network; the deck build itself needs neither."""
     npm = shutil.which("npm")
     if npm is None:
-        raise FileNotFoundError("npm is not installed: it is needed to download reveal.js from the npm registry")
+        raise FileNotFoundError(
+            "npm is not installed: it is needed to download reveal.js from the npm registry"
+        )
     dest = Path(dest)
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([npm, "pack", f"reveal.js@{version}"], cwd=tmp, capture_output=True, text=True)
+        done = subprocess.run(
+            [npm, "pack", f"reveal.js@{version}"], cwd=tmp, capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise RuntimeError(f"npm pack reveal.js@{version} failed:\n{done.stderr}")
         tarballs = list(Path(tmp).glob("reveal.js-*.tgz"))
@@ -514,21 +618,43 @@ def vendor_reveal(version: str = REVEAL_VERSION, dest: PathLike = REVEAL_DIR) ->
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.slides",
-                                     description="Build the course deck (slides/index.html) from a course run.")
-    parser.add_argument("--run", default="latest", help="run folder, or 'latest' (default) in --runs-dir")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.slides",
+        description="Build the course deck (slides/index.html) from a course run.",
+    )
+    parser.add_argument(
+        "--run", default="latest", help="run folder, or 'latest' (default) in --runs-dir"
+    )
     parser.add_argument("--runs-dir", default="runs", help="where the runs are (default: runs/)")
-    parser.add_argument("--out", default=str(SLIDES_DIR / "index.html"), help="HTML file (default: slides/index.html)")
-    parser.add_argument("--notebook", default=None, help="slides notebook (default: <run>/slides.ipynb)")
-    parser.add_argument("--bench", default=None, help="speed benchmark JSON (default: <runs-dir>/bench/speed.json)")
-    parser.add_argument("--update-reveal", metavar="VERSION", default=None,
-                        help="re-vendor reveal.js VERSION from npm into slides/reveal.js and exit")
+    parser.add_argument(
+        "--out",
+        default=str(SLIDES_DIR / "index.html"),
+        help="HTML file (default: slides/index.html)",
+    )
+    parser.add_argument(
+        "--notebook", default=None, help="slides notebook (default: <run>/slides.ipynb)"
+    )
+    parser.add_argument(
+        "--bench", default=None, help="speed benchmark JSON (default: <runs-dir>/bench/speed.json)"
+    )
+    parser.add_argument(
+        "--update-reveal",
+        metavar="VERSION",
+        default=None,
+        help="re-vendor reveal.js VERSION from npm into slides/reveal.js and exit",
+    )
     args = parser.parse_args(argv)
     if args.update_reveal:
         print(f"reveal.js {args.update_reveal} -> {vendor_reveal(args.update_reveal)}")
         return 0
     try:
-        build(args.run, args.out, runs_dir=args.runs_dir, notebook_out=args.notebook, bench_json=args.bench)
+        build(
+            args.run,
+            args.out,
+            runs_dir=args.runs_dir,
+            notebook_out=args.notebook,
+            bench_json=args.bench,
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""The click session without a user interface: prompts, decoding through the predictor, undo, saving."""
+"""The click session without a user interface: prompts, decoding through the predictor, undo,
+saving."""
 
 from __future__ import annotations
 
@@ -28,9 +29,14 @@ def image():
 
 
 def test_split_prompts_keeps_the_last_box():
-    coords, labels, box = split_prompts([PointPrompt(1, 2, 1), BoxPrompt(0, 0, 5, 5), PointPrompt(3, 4, 0),
-                                         BoxPrompt(1, 1, 9, 9)])
-    assert coords.tolist() == [[1, 2], [3, 4]] and labels.tolist() == [1, 0] and box.tolist() == [1, 1, 9, 9]
+    coords, labels, box = split_prompts(
+        [PointPrompt(1, 2, 1), BoxPrompt(0, 0, 5, 5), PointPrompt(3, 4, 0), BoxPrompt(1, 1, 9, 9)]
+    )
+    assert (
+        coords.tolist() == [[1, 2], [3, 4]]
+        and labels.tolist() == [1, 0]
+        and box.tolist() == [1, 1, 9, 9]
+    )
     assert split_prompts([]) == (None, None, None)
 
 
@@ -47,16 +53,21 @@ def test_decodes_through_the_predictor(predictor, image):
     session.add(PointPrompt(60.0, 45.0, 1))
     assert len(calls) == 1 and session.decode_count == 1
     predictor.set_image(image)
-    masks, iou, low = predictor.predict(np.array([[60.0, 45.0]]), np.array([1]), multimask_output=True)
+    masks, iou, low = predictor.predict(
+        np.array([[60.0, 45.0]]), np.array([1]), multimask_output=True
+    )
     np.testing.assert_allclose(session.scores, iou, atol=1e-5)
     assert session.selected == int(np.argmax(iou))
     for i in range(3):
         np.testing.assert_array_equal(session.output_mask(i), masks[i])
     # a second prompt: one mask, with the shown mask's low-res logits fed back
     session.add(PointPrompt(5.0, 5.0, 0))
-    m2, iou2, _ = predictor.predict(np.array([[60.0, 45.0], [5.0, 5.0]]), np.array([1, 0]),
-                                    mask_input=low[int(np.argmax(iou))][None],
-                                    multimask_output=False)
+    m2, iou2, _ = predictor.predict(
+        np.array([[60.0, 45.0], [5.0, 5.0]]),
+        np.array([1, 0]),
+        mask_input=low[int(np.argmax(iou))][None],
+        multimask_output=False,
+    )
     np.testing.assert_allclose(session.scores, iou2, atol=1e-5)
     np.testing.assert_array_equal(session.current_mask, m2[0])
 
@@ -64,7 +75,7 @@ def test_decodes_through_the_predictor(predictor, image):
 def test_own_predictor_shares_the_cache_not_the_image(predictor, image):
     session = ClickSession(predictor, image)
     assert session.predictor is not predictor and session.predictor.cache is predictor.cache
-    predictor.set_image(np.ascontiguousarray(image[::-1]))          # someone else uses the shared one
+    predictor.set_image(np.ascontiguousarray(image[::-1]))  # someone else uses the shared one
     session.add(PointPrompt(60.0, 45.0, 1))
     predictor.set_image(image)
     masks, _, _ = predictor.predict(np.array([[60.0, 45.0]]), np.array([1]))
@@ -80,7 +91,7 @@ def test_undo_keep_clear(predictor, image):
     assert session.scores.shape == (1,)
     count = session.decode_count
     assert session.undo()
-    assert session.decode_count == count                          # remembered: no decoding
+    assert session.decode_count == count  # remembered: no decoding
     np.testing.assert_array_equal(session.current_mask, first)
     obj = session.keep()
     assert obj.colour == PALETTE[0] and session.prompts == [] and len(session.masks) == 1
@@ -95,7 +106,7 @@ def test_stale_prompts_until_update(predictor, image):
     session.add(PointPrompt(60.0, 45.0, 1), decode=False)
     assert session.stale and session.result is None
     assert session.update() and not session.stale
-    assert not session.update()                                   # nothing new: no decoding
+    assert not session.update()  # nothing new: no decoding
     assert session.result.prompts == (PointPrompt(60.0, 45.0, 1),)
 
 
@@ -106,7 +117,7 @@ def test_bad_prompts_and_inputs(predictor, image):
         ClickSession(predictor, image, multimask="often")
     with pytest.raises(TypeError, match="uint8"):
         ClickSession(predictor, image.astype(np.float32))
-    session = ClickSession(predictor, image[..., 0])              # grey: converted, as the predictor does
+    session = ClickSession(predictor, image[..., 0])  # grey: converted, as the predictor does
     assert session.image.shape == (H, W, 3)
     with pytest.raises(ValueError, match="empty"):
         session.add(BoxPrompt(10.0, 10.0, 10.5, 40.0))
@@ -137,4 +148,4 @@ def test_save_png_and_coco_rle(predictor, image, tmp_path):
         rle = dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode())
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
     changed = (picture != image).any(axis=-1)
-    assert not changed[~np.any(session.masks, axis=0)].any()      # the picture is painted only on masks
+    assert not changed[~np.any(session.masks, axis=0)].any()  # the picture is painted only on masks
