@@ -25,7 +25,9 @@ prompts later. :class:`samkit.widgets.ClickSegmenter` is the notebook view of a 
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -445,23 +447,50 @@ class ClickSession:
     def save(self, path: PathLike, opacity: float = 0.45) -> Tuple[Path, Path]:
         """Write ``<path>.png`` (the image with the masks painted on it) and ``<path>.json`` (COCO
         RLE records, see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped.
-        Returns both paths."""
+        Returns both paths.
+
+        Both files are rendered in memory and written to temporary files first, so a failure leaves
+        neither new file behind (never a PNG without its JSON)."""
         from PIL import Image
 
+        text = str(path)
         base = Path(path).expanduser()
+        if text.endswith(("/", os.sep)) or base.is_dir():
+            raise ValueError(
+                f"save needs a file name, but {text!r} is a folder; give a name inside it, "
+                f"e.g. {str(base / 'masks')!r}"
+            )
         if base.suffix.lower() in (".png", ".json"):
             base = base.with_suffix("")
         if not base.name:
-            raise ValueError(f"save needs a file name, got {str(path)!r}")
+            raise ValueError(f"save needs a file name, got {text!r}")
         if not base.parent.exists():
             raise FileNotFoundError(
                 f"cannot save to {str(base)!r}: folder {str(base.parent)!r} does not exist"
             )
-        records = self.annotations()
         png, js = base.with_name(base.name + ".png"), base.with_name(base.name + ".json")
-        Image.fromarray(self.overlay_image(opacity)).save(png)
-        doc = {"image": {"height": self.height, "width": self.width}, "annotations": records}
-        js.write_text(json.dumps(doc, indent=1))
+        for target in (png, js):
+            if target.is_dir():
+                raise IsADirectoryError(f"cannot save {target.name}: {str(target)!r} is a folder")
+        doc = {
+            "image": {"height": self.height, "width": self.width},
+            "annotations": self.annotations(),
+        }
+        picture = io.BytesIO()
+        Image.fromarray(self.overlay_image(opacity)).save(picture, format="PNG", compress_level=6)
+        contents = {js: json.dumps(doc, indent=1).encode(), png: picture.getvalue()}
+        temporaries = {
+            target: target.with_name(f".{target.name}.tmp{os.getpid()}") for target in contents
+        }
+        try:
+            for target, data in contents.items():
+                temporaries[target].write_bytes(data)
+            for target in contents:  # the JSON first: a PNG alone never claims a saved result
+                os.replace(temporaries[target], target)
+        except BaseException:
+            for tmp in temporaries.values():
+                tmp.unlink(missing_ok=True)
+            raise
         return png, js
 
 

@@ -726,9 +726,24 @@ class ClickSegmenter:
         )
         if bw > 0 and bh > 0:
             x, y = x * self.display_width / bw, y * self.display_height / bh
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise ValueError(f"mouse position must be finite, got ({x}, {y})")
         return x, y
 
     def _on_dom_event(self, event: Dict[str, Any]) -> None:
+        """One ipyevents event; a malformed one (missing or non-numeric fields) shows an error in
+        the status line instead of escaping into the front end's log."""
+        try:
+            self._dom_event(event)
+        except Exception as exc:
+            self._press = None
+            self._set_status(
+                f"error: ignored a malformed mouse event ({type(exc).__name__}: {exc})"
+            )
+
+    def _dom_event(self, event: Dict[str, Any]) -> None:
+        if not isinstance(event, dict):
+            raise TypeError(f"expected an event dict, got {type(event).__name__}")
         kind = event.get("type")
         if kind == "contextmenu":
             return
