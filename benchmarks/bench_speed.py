@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import samkit  # noqa: E402
+from samkit.evaluate import mask_iou  # noqa: E402
 
 IMAGE_HW = (480, 640)
 
@@ -155,11 +156,6 @@ def set_embedding(predictor, embedding: torch.Tensor) -> None:
     predictor.original_size = IMAGE_HW
     predictor.input_size = ResizeLongestSide.get_preprocess_shape(*IMAGE_HW, 1024)
     predictor.is_image_set = True
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 AGREEMENT_PROMPTS = [dict(point_coords=np.array([[320, 240]]), point_labels=np.array([1])),

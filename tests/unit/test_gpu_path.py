@@ -94,6 +94,19 @@ def test_grad_scaler_enabled_only_for_fp16():
     assert torch.allclose(w.detach(), torch.full((3,), 0.9))
 
 
+def test_training_and_notebooks_use_the_same_policy(monkeypatch, tmp_path):
+    from samkit import notebook_utils
+    from samkit.train import TrainConfig
+
+    assert TrainConfig(amp="auto").amp == "auto" and TrainConfig.from_dict({"amp": "auto"}).amp == "auto"
+    with pytest.raises(ValueError, match="auto, none, bf16, fp16"):
+        TrainConfig.from_dict({"amp": "fp8"})
+    session = notebook_utils.setup(model=None, device="cpu", out_dir=tmp_path, verbose=False)
+    assert session.amp is None                               # float32 on the CPU
+    _fake_cuda(monkeypatch, (7, 5), bf16=True)               # a T4: float16, even where bf16 is emulated
+    assert notebook_utils.autocast_dtype(torch.device("cuda", 0)) is torch.float16
+
+
 def test_time_calls_counts_warmup_and_repeats():
     calls = []
     times = sd.time_calls(lambda: calls.append(1), repeat=3, warmup=2)
