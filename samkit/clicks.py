@@ -186,7 +186,7 @@ class ClickSession:
         start = time.perf_counter()
         cache = self.predictor.cache
         hits = getattr(cache, "hits", 0)
-        with self._lock:
+        with self._decoding, self._lock:  # no decode runs while the embedding changes
             self.predictor.set_image(image)
             self.image = image
             self.height, self.width = image.shape[:2]

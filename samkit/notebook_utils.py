@@ -5,11 +5,11 @@ Every notebook starts with::
     S = samkit.notebook_utils.setup(model=model, checkpoint=checkpoint, device=device, seed=seed,
                                     out_dir=out_dir)
 
-which picks the device and the mixed precision with :mod:`samkit.device` (CUDA when present;
-bfloat16 on GPUs that have it natively, float16 on older ones such as Colab's T4, float32 on the CPU),
-loads the model (Meta's official weights when they are available, otherwise samkit's embedded ``tiny``
-model, and says so), seeds every random generator and creates the folder that receives the run's figures (PNG) and tables
-(HTML + CSV). ``S.save(fig, name)`` writes a figure there; ``S.table(rows, name)`` shows a table and
+which picks the device and the mixed precision with :mod:`samkit.device` (CUDA when present; bfloat16
+on GPUs that have it natively, float16 on older ones such as Colab's T4, float32 on the CPU), loads the
+model (Meta's official weights when they are available, otherwise samkit's embedded ``tiny`` model, and
+says so), seeds every random generator and creates the folder that receives the run's figures (PNG) and
+tables (HTML + CSV). ``S.save(fig, name)`` writes a figure there; ``S.table(rows, name)`` shows a table and
 writes it there. The runner (``python -m samkit.runner``) collects both into ``runs/<timestamp>/index.html``.
 """
 from __future__ import annotations
