@@ -25,7 +25,6 @@ import argparse
 import datetime as _dt
 import html
 import json
-import os
 import re
 import sys
 import time
