@@ -192,10 +192,21 @@ def photo_instances(source: str) -> Tuple[np.ndarray, np.ndarray, List[str], Lis
     return image, np.stack(masks), names, categories
 
 
+def tight_boxes(masks: np.ndarray) -> np.ndarray:
+    """N x 4 float32 ``[x0, y0, x1, y1]`` of N x H x W bool masks, ends inclusive (last foreground column/row)."""
+    boxes = np.zeros((len(masks), 4), dtype=np.float32)
+    for k, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            boxes[k] = (xs.min(), ys.min(), xs.max(), ys.max())
+    return boxes
+
+
 def real_photo_dataset(include_coins: bool = False) -> List[Dict[str, Any]]:
     """The real-photo evaluation set: one item per photo, in the item format of samkit's evaluations.
 
     Each item: ``image`` (H x W x 3 uint8), ``masks`` (N x H x W bool, the visible part of each object),
+    ``boxes`` (N x 4 float32 tight XYXY boxes with inclusive ends, the evaluation's box prompts),
     ``names`` and ``categories`` (N strings; categories from :data:`CATEGORIES`), ``image_id`` and ``file``
     (the source, as in :data:`EVAL_PHOTO_SOURCES`). With ``include_coins`` the ``coins`` photo comes last,
     its 24 coins named ``coin 1`` ... in category ``object``.
@@ -205,11 +216,12 @@ def real_photo_dataset(include_coins: bool = False) -> List[Dict[str, Any]]:
     items = []
     for source in OBJECTS:
         image, masks, names, categories = photo_instances(source)
-        items.append({"image": image, "masks": masks, "names": names, "categories": categories,
-                      "image_id": IMAGE_IDS[source], "file": source})
+        items.append({"image": image, "masks": masks, "boxes": tight_boxes(masks), "names": names,
+                      "categories": categories, "image_id": IMAGE_IDS[source], "file": source})
     if include_coins:
         image, masks = coins_instances()
-        items.append({"image": image, "masks": masks, "names": [f"coin {i + 1}" for i in range(len(masks))],
+        items.append({"image": image, "masks": masks, "boxes": tight_boxes(masks),
+                      "names": [f"coin {i + 1}" for i in range(len(masks))],
                       "categories": ["object"] * len(masks), "image_id": "coins", "file": "skimage:coins"})
     return items
 

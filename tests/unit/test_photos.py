@@ -48,6 +48,10 @@ def test_items_have_the_evaluation_item_format(dataset):
         assert image.dtype == np.uint8 and image.shape[2] == 3
         assert masks.dtype == bool and masks.ndim == 3 and masks.shape[1:] == image.shape[:2]
         assert len(it["names"]) == len(it["categories"]) == len(masks)
+        assert it["boxes"].shape == (len(masks), 4) and it["boxes"].dtype == np.float32
+        for box, mask in zip(it["boxes"], masks):
+            ys, xs = np.nonzero(mask)
+            assert tuple(box) == (xs.min(), ys.min(), xs.max(), ys.max())
         assert len(set(it["names"])) == len(it["names"]), f"{it['image_id']}: repeated object names"
         assert set(it["categories"]) <= set(photos.CATEGORIES)
         assert it["image_id"] == photos.IMAGE_IDS[it["file"]]
