@@ -264,8 +264,8 @@ def test_bad_images():
     gen = AutomaticMaskGenerator(DiscPredictor(), points_per_side=1, progress=False)
     with pytest.raises(ValueError, match="empty"):
         gen.generate(np.zeros((0, 10, 3), np.uint8))
-    with pytest.raises(ValueError, match="HxWx3"):
-        gen.generate(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="3 channels"):
+        gen.generate(np.zeros((10, 10, 2), np.uint8))
     with pytest.raises(TypeError, match="uint8"):
         gen.generate(np.zeros((10, 10, 3), np.float32))
     crops = AutomaticMaskGenerator(DiscPredictor(), points_per_side=1, crop_n_layers=1, progress=False)
