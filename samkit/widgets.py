@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -829,9 +830,22 @@ class ClickSegmenter:
         bw, bh = float(event.get("boundingRectWidth") or 0), float(event.get("boundingRectHeight") or 0)
         if bw > 0 and bh > 0:
             x, y = x * self.display_width / bw, y * self.display_height / bh
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise ValueError(f"mouse position must be finite, got ({x}, {y})")
         return x, y
 
     def _on_dom_event(self, event: Dict[str, Any]) -> None:
+        """One ipyevents event; a malformed one (missing or non-numeric fields) shows an error in the status
+        line instead of escaping into the front end's log."""
+        try:
+            self._dom_event(event)
+        except Exception as exc:
+            self._press = None
+            self._set_status(f"error: ignored a malformed mouse event ({type(exc).__name__}: {exc})")
+
+    def _dom_event(self, event: Dict[str, Any]) -> None:
+        if not isinstance(event, dict):
+            raise TypeError(f"expected an event dict, got {type(event).__name__}")
         kind = event.get("type")
         if kind == "contextmenu":
             return
@@ -964,21 +978,37 @@ class ClickSegmenter:
 
     def save(self, path: PathLike) -> Tuple[Path, Path]:
         """Write ``<path>.png`` (the image with the masks painted on it) and ``<path>.json`` (COCO RLE records,
-        see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped. Returns both paths."""
-        from PIL import Image
+        see :meth:`annotations`). A ``.png``/``.json`` suffix on ``path`` is dropped. Returns both paths.
 
+        Both files are rendered in memory and written to temporary files first, so a failure leaves
+        neither new file behind (never a PNG without its JSON)."""
+        text = str(path)
         base = Path(path).expanduser()
+        if text.endswith(("/", os.sep)) or base.is_dir():
+            raise ValueError(f"save needs a file name, but {text!r} is a folder; give a name inside it, "
+                             f"e.g. {str(base / 'masks')!r}")
         if base.suffix.lower() in (".png", ".json"):
             base = base.with_suffix("")
         if not base.name:
-            raise ValueError(f"save needs a file name, got {str(path)!r}")
+            raise ValueError(f"save needs a file name, got {text!r}")
         if not base.parent.exists():
             raise FileNotFoundError(f"cannot save to {str(base)!r}: folder {str(base.parent)!r} does not exist")
-        records = self.annotations()
         png, js = base.with_name(base.name + ".png"), base.with_name(base.name + ".json")
-        Image.fromarray(self.overlay_image()).save(png)
-        doc = {"image": {"height": self.height, "width": self.width}, "annotations": records}
-        js.write_text(json.dumps(doc, indent=1))
+        for target in (png, js):
+            if target.is_dir():
+                raise IsADirectoryError(f"cannot save {target.name}: {str(target)!r} is a folder")
+        doc = {"image": {"height": self.height, "width": self.width}, "annotations": self.annotations()}
+        contents = {js: json.dumps(doc, indent=1).encode(), png: _png(self.overlay_image(), compress_level=6)}
+        temporaries = {target: target.with_name(f".{target.name}.tmp{os.getpid()}") for target in contents}
+        try:
+            for target, data in contents.items():
+                temporaries[target].write_bytes(data)
+            for target in contents:  # the JSON first: a PNG alone never claims a saved result
+                os.replace(temporaries[target], target)
+        except BaseException:
+            for tmp in temporaries.values():
+                tmp.unlink(missing_ok=True)
+            raise
         return png, js
 
     def plot(self, ax: Any = None, title: Optional[str] = None) -> Any:
