@@ -626,11 +626,13 @@ def load_state_dict(path: PathLike) -> Dict[str, Tensor]:
     return _strip_prefix(OrderedDict(obj), "module.")
 
 
-def check_finite(state: Mapping[str, Tensor], source: str = "the state dict") -> None:
+def check_finite(state: Mapping[str, Tensor], source: str = "the state dict",
+                 advice: str = "the weights are corrupt or come from a diverged training run. Use an earlier "
+                               "checkpoint, or download the file again.") -> None:
     """Raise :class:`CheckpointError` naming the first floating-point tensor that holds NaN or infinity.
 
     Such weights come from a diverged training run or a corrupted file; a model built from them answers
-    every prompt with NaN scores and empty masks.
+    every prompt with NaN scores and empty masks. ``advice`` ends the message.
     """
     for name, value in state.items():
         if isinstance(value, Tensor) and (value.is_floating_point() or value.is_complex()) and \
@@ -638,8 +640,7 @@ def check_finite(state: Mapping[str, Tensor], source: str = "the state dict") ->
             bad = int((~torch.isfinite(value)).sum())
             raise CheckpointError(
                 f"{source}: tensor {name!r} (shape {list(value.shape)}) holds {bad:,} NaN or infinite "
-                f"value(s) of {value.numel():,}; the weights are corrupt or come from a diverged training "
-                "run. Use an earlier checkpoint, or download the file again.")
+                f"value(s) of {value.numel():,}; {advice}")
 
 
 def _torch_reason(error: BaseException) -> str:
