@@ -228,8 +228,9 @@ def fill_cache(
     return keys
 
 
-def _cached(cache: EmbeddingCache, key: str, device: torch.device, model: nn.Module,
-            record: PreparedImage) -> torch.Tensor:
+def _cached(
+    cache: EmbeddingCache, key: str, device: torch.device, model: nn.Module, record: PreparedImage
+) -> torch.Tensor:
     """The cached embedding of ``record``; one deleted or damaged on disk since the cache was filled
     is computed again (the encoder is frozen and in eval mode, so the value is the same)."""
     emb = cache.get(key)
@@ -311,14 +312,26 @@ class RunExistsError(ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training was interrupted (Ctrl-C, a kernel interrupt); the checkpoint holds the last full step."""
+    """Training was interrupted (Ctrl-C, a kernel interrupt); the checkpoint holds the last full
+    step."""
 
 
 # Fields that may differ when a run is resumed: they control how long it runs, what it reports and
 # where, not how it learns. (A new length also stretches a cosine schedule from the resumed step on;
 # the lr logged per step is the one applied.)
-RESUMABLE_CHANGES = ("max_steps", "epochs", "eval_every", "ckpt_every", "log_every", "progress",
-                     "num_workers", "device", "cache_dir", "eval_masks_per_image", "out_dir")
+RESUMABLE_CHANGES = (
+    "max_steps",
+    "epochs",
+    "eval_every",
+    "ckpt_every",
+    "log_every",
+    "progress",
+    "num_workers",
+    "device",
+    "cache_dir",
+    "eval_masks_per_image",
+    "out_dir",
+)
 
 
 @dataclass
@@ -399,8 +412,9 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def _json_lines(path: Path) -> List[Tuple[str, Dict[str, Any]]]:
-    """``(line, record)`` of every readable line of a JSON-lines file. A line that does not parse (the
-    torn last line of a process killed while writing it) is skipped with a warning naming it."""
+    """``(line, record)`` of every readable line of a JSON-lines file. A line that does not parse
+    (the torn last line of a process killed while writing it) is skipped with a warning naming
+    it."""
     out = []
     lines = path.read_text(errors="replace").splitlines()
     for number, line in enumerate(lines, start=1):
@@ -412,8 +426,10 @@ def _json_lines(path: Path) -> List[Tuple[str, Dict[str, Any]]]:
             record = None
         if not isinstance(record, dict):
             where = "its last line" if number == len(lines) else f"line {number}"
-            warnings.warn(f"{path}: {where} is not a JSON record (a write cut short?) and is skipped",
-                          stacklevel=3)
+            warnings.warn(
+                f"{path}: {where} is not a JSON record (a write cut short?) and is skipped",
+                stacklevel=3,
+            )
             continue
         out.append((line, record))
     return out
@@ -433,7 +449,9 @@ class MetricsLog:
         if resume_step is None:
             path.write_text("")
         elif path.exists():
-            kept = [line for line, record in _json_lines(path) if record.get("step", 0) <= resume_step]
+            kept = [
+                line for line, record in _json_lines(path) if record.get("step", 0) <= resume_step
+            ]
             tmp = path.with_name(path.name + f".tmp{os.getpid()}")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, path)
@@ -509,7 +527,9 @@ def _existing_run(out_dir: Path) -> Optional[str]:
     return ", ".join(found) or None
 
 
-def _resume_changes(saved: Dict[str, Any], cfg: TrainConfig, ckpt_path: Path) -> Dict[str, List[Any]]:
+def _resume_changes(
+    saved: Dict[str, Any], cfg: TrainConfig, ckpt_path: Path
+) -> Dict[str, List[Any]]:
     """``{field: [in the checkpoint, now]}`` of the settings that differ; ValueError if one of them
     would change what the resumed run learns."""
     now = cfg.to_dict()
@@ -520,18 +540,22 @@ def _resume_changes(saved: Dict[str, Any], cfg: TrainConfig, ckpt_path: Path) ->
                 a, b = (saved.get("data") or {}).get(k), now["data"].get(k)
                 if a != b:
                     changed[f"data.{k}"] = [a, b]
-        elif saved.get(key) != now.get(key) and not (isinstance(saved.get(key), (list, tuple))
-                                                     and list(saved[key]) == list(now.get(key) or [])):
+        elif saved.get(key) != now.get(key) and not (
+            isinstance(saved.get(key), (list, tuple))
+            and list(saved[key]) == list(now.get(key) or [])
+        ):
             changed[key] = [saved.get(key), now.get(key)]
     allowed = set(RESUMABLE_CHANGES)
     refused = {k: v for k, v in changed.items() if k not in allowed}
     if refused:
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
         raise ValueError(
-            f"{ckpt_path} was trained with other settings ({listed}). A resumed run keeps the settings it "
-            f"started with (its optimiser state and schedule were built from them); only "
-            f"{', '.join(sorted(allowed))} may change. Resume with the original values, or start a new "
-            f"run in another out_dir (or pass overwrite=True / --overwrite to replace this one).")
+            f"{ckpt_path} was trained with other settings ({listed}). A resumed run keeps the "
+            "settings it started with (its optimiser state and schedule were built from them); "
+            "only "
+            f"{', '.join(sorted(allowed))} may change. Resume with the original values, or start a "
+            "new run in another out_dir (or pass overwrite=True / --overwrite to replace this one)."
+        )
     return changed
 
 
@@ -546,8 +570,11 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ninterrupt: stopping after this step and writing a checkpoint (interrupt again to stop "
-              "at once)", flush=True)
+        print(
+            "\ninterrupt: stopping after this step and writing a checkpoint (interrupt again to "
+            "stop at once)",
+            flush=True,
+        )
 
     @contextmanager
     def installed(self) -> Iterator["_StopRequest"]:
@@ -591,9 +618,10 @@ def train(
     Raises:
         RunExistsError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
         ValueError: a bad setting, or settings changed on resume that cannot change.
-        TrainingDiverged: the loss or the weights became NaN/inf (the last checkpoint is left as it was).
-        TrainingInterrupted: a SIGINT (Ctrl-C) stopped the run after a full step; the checkpoint holds
-            that step and ``resume=True`` continues exactly.
+        TrainingDiverged: the loss or the weights became NaN/inf (the last checkpoint is left as it
+            was).
+        TrainingInterrupted: a SIGINT (Ctrl-C) stopped the run after a full step; the checkpoint
+            holds that step and ``resume=True`` continues exactly.
     """
     cfg = load_config(config, overrides)
     cfg.validate("config")
@@ -637,8 +665,10 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
         existing = _existing_run(out_dir)
         if existing and not overwrite:
             raise RunExistsError(
-                f"{out_dir} already holds a training run ({existing}). Pass resume=True (--resume) to "
-                "continue it, overwrite=True (--overwrite) to replace it, or choose another out_dir.")
+                f"{out_dir} already holds a training run ({existing}). Pass resume=True (--resume) "
+                "to continue it, overwrite=True (--overwrite) to replace it, or choose another "
+                "out_dir."
+            )
     if dd.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out_dir)  # left by a process killed while writing
@@ -735,11 +765,18 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
     last_good = step if resume else None
 
     def check_weights() -> None:
-        where = (f"the last good checkpoint is {ckpt_path} (step {last_good})" if last_good is not None
-                 else "no checkpoint was written before")
+        where = (
+            f"the last good checkpoint is {ckpt_path} (step {last_good})"
+            if last_good is not None
+            else "no checkpoint was written before"
+        )
         try:
-            check_finite(model.state_dict(), f"the weights after step {step}",
-                         f"they were not written and {where}. Try a lower lr, a longer warm-up or grad_clip.")
+            check_finite(
+                model.state_dict(),
+                f"the weights after step {step}",
+                f"they were not written and {where}. Try a lower lr, a longer warm-up or "
+                "grad_clip.",
+            )
         except CheckpointError as e:
             raise TrainingDiverged(str(e)) from None
 
@@ -834,7 +871,9 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
                             record, cfg, img_size, _generator(cfg.seed, ep, pos, 0xA5), device
                         )
                         if cache is not None:
-                            p.embedding = _cached(cache, keys["train"][index], device, model, record)
+                            p.embedding = _cached(
+                                cache, keys["train"][index], device, model, record
+                            )
                         else:
                             p.image = record.image
                         prompted.append(p)
@@ -847,7 +886,9 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
                 sums = torch.zeros(6, device=device)
                 for a, prompted in enumerate(micro):
                     sync = (
-                        nullcontext() if (not dd.active or a == len(micro) - 1) else trainer.no_sync()
+                        nullcontext()
+                        if (not dd.active or a == len(micro) - 1)
+                        else trainer.no_sync()
                     )
                     with sync:
                         with torch.autocast(
@@ -923,8 +964,9 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
     if stopped and step < total_steps:
         save_checkpoint()
         raise TrainingInterrupted(
-            f"training interrupted after step {step} of {total_steps}; {ckpt_path} holds that step. "
-            "Continue with resume=True (samkit train CONFIG --resume).")
+            f"training interrupted after step {step} of {total_steps}; {ckpt_path} holds that "
+            "step. Continue with resume=True (samkit train CONFIG --resume)."
+        )
     if cfg.eval_every >= 0 and (not evals or evals[-1]["step"] != step):
         run_validation()
     save_checkpoint()

@@ -13,9 +13,16 @@ import torch
 
 from samkit import cli
 from samkit.cache import EmbeddingCache
-from samkit.train import (RunExistsError, TrainConfig, TrainingDiverged, TrainingInterrupted, interactive,
-                          load_training_checkpoint, train)
-from samkit.train import loop
+from samkit.train import (
+    RunExistsError,
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    interactive,
+    load_training_checkpoint,
+    loop,
+    train,
+)
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 
@@ -151,7 +158,8 @@ def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.optim.AdamW, "step", poisoned_step)
     cfg = config(tmp_path, max_steps=1)
-    with pytest.raises(TrainingDiverged, match=r"weights after step 1: tensor 'mask_decoder\..*' .* 1 NaN or infinite .* not written"):
+    with pytest.raises(TrainingDiverged, match=r"weights after step 1: tensor 'mask_decoder\..*' .* 1 NaN or "
+                                               r"infinite .* not written"):
         train(cfg)
     run = Path(cfg.out_dir)
     assert not (run / "checkpoint.pt").exists() and not (run / "model.pth").exists()
