@@ -43,7 +43,7 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
     """
     from . import checkpoints
 
-    model = build_model(name)
+    get_config(name)  # an unknown name fails before anything is downloaded
     if checkpoint is None:
         if name == "tiny":
             if not EMBEDDED_TINY.exists():
@@ -51,8 +51,9 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
                     f"the embedded tiny model is missing ({EMBEDDED_TINY}); train it with "
                     "`samkit train configs/tiny.yaml` or pass checkpoint=...")
             checkpoint = EMBEDDED_TINY
-        else:
+        else:  # downloaded or cached, its SHA-256 checked before the first use
             checkpoint = checkpoints.checkpoint_path(name, download=download)
+    model = build_model(name)
     checkpoints.load_into(model, checkpoint)
     model.eval()
     if device is not None:

@@ -127,6 +127,37 @@ def _nms_keep(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -
     return batched_nms(boxes.float(), scores.to(boxes.device), groups, iou_threshold=iou_threshold).cpu()
 
 
+# Bytes held per candidate mask and pixel while a point batch is post-processed: float32 logits, the
+# filtered copy of them, thresholded and stability masks (crop pixels), and the image-frame mask with its
+# column-major copy for RLE encoding (image pixels). Measured peaks stay below this estimate.
+_BYTES_PER_CROP_PIXEL = 12
+_BYTES_PER_IMAGE_PIXEL = 3
+DEFAULT_MEMORY_BUDGET = 1 << 30
+
+
+def batch_size_for(crop_size: Tuple[int, int], image_size: Tuple[int, int], points_per_batch: int,
+                   memory_budget: Optional[int], masks_per_point: int = 3) -> int:
+    """How many points of a crop to decode at once so that the batch's full-resolution work fits in
+    ``memory_budget`` bytes (at least 1 point, at most ``points_per_batch``; no cap when None)."""
+    if memory_budget is None:
+        return points_per_batch
+    per_point = masks_per_point * (crop_size[0] * crop_size[1] * _BYTES_PER_CROP_PIXEL
+                                   + image_size[0] * image_size[1] * _BYTES_PER_IMAGE_PIXEL)
+    return int(max(1, min(points_per_batch, memory_budget // per_point)))
+
+
+def _check_settings(**values: float) -> None:
+    """Thresholds and ratios must be finite numbers in their ranges."""
+    ranges = {"pred_iou_thresh": (0.0, 1.0), "stability_score_thresh": (0.0, 1.0), "box_nms_thresh": (0.0, 1.0),
+              "crop_nms_thresh": (0.0, 1.0), "crop_overlap_ratio": (0.0, 1.0),
+              "stability_score_offset": (0.0, float("inf")), "min_mask_region_area": (0.0, float("inf"))}
+    for name, value in values.items():
+        low, high = ranges[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value!r}")
+
+
 class AutomaticMaskGenerator:
     """Generate masks for everything in an image from a grid of point prompts.
 
@@ -134,9 +165,9 @@ class AutomaticMaskGenerator:
         model: a samkit ``Sam`` (any configuration, including ``tiny``) or a ready ``Predictor``.
         points_per_side: the grid has ``points_per_side**2`` points over the image (layer 0).
             ``None`` when ``point_grids`` is given.
-        points_per_batch: how many points go through the decoder at once. **This bounds memory**: each
-            batch holds ``3 * points_per_batch`` full-resolution float logit maps of the crop
-            (``3 * 64 * H * W * 4`` bytes by default), so lower it for large images or small GPUs.
+        points_per_batch: how many points go through the decoder at once, at most. Each batch holds
+            ``3 * points_per_batch`` full-resolution float logit maps of the crop, so for large images
+            ``memory_budget`` lowers it.
         pred_iou_thresh: keep masks whose predicted IoU is above this (0 disables the filter).
         stability_score_thresh: keep masks whose stability score is at least this (0 disables).
         stability_score_offset: the logit offset used by the stability score.
@@ -155,6 +186,10 @@ class AutomaticMaskGenerator:
         max_mask_area_frac: drop masks covering at least this fraction of the image (the paper's
             filter; not in the official code). ``None`` keeps everything.
         progress: show a progress bar over point batches.
+        memory_budget: bytes that one point batch may use for its full-resolution logits and masks
+            (default 1 GiB); the batch size is lowered per crop to fit (:func:`batch_size_for`), so a
+            12-megapixel photo is processed a few points at a time. ``None`` always uses
+            ``points_per_batch`` (the official behaviour). The result does not depend on it.
     """
 
     def __init__(
@@ -176,6 +211,7 @@ class AutomaticMaskGenerator:
         preset: Optional[str] = None,
         max_mask_area_frac: Optional[float] = None,
         progress: bool = True,
+        memory_budget: Optional[int] = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         if preset is not None:
             if preset not in PRESETS:
@@ -214,6 +250,12 @@ class AutomaticMaskGenerator:
             raise ValueError(f"unknown output_mode {output_mode!r}; choose one of {', '.join(OUTPUT_MODES)}")
         if max_mask_area_frac is not None and not 0.0 < max_mask_area_frac <= 1.0:
             raise ValueError(f"max_mask_area_frac must be in (0, 1], got {max_mask_area_frac}")
+        if memory_budget is not None and (isinstance(memory_budget, bool) or memory_budget <= 0):
+            raise ValueError(f"memory_budget must be a positive number of bytes or None, got {memory_budget!r}")
+        _check_settings(pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
+                        stability_score_offset=stability_score_offset, box_nms_thresh=box_nms_thresh,
+                        crop_nms_thresh=crop_nms_thresh, crop_overlap_ratio=crop_overlap_ratio,
+                        min_mask_region_area=min_mask_region_area)
 
         self.predictor = as_predictor(model)
         self.points_per_batch = points_per_batch
@@ -230,6 +272,7 @@ class AutomaticMaskGenerator:
         self.preset = preset
         self.max_mask_area_frac = max_mask_area_frac
         self.progress = progress
+        self.memory_budget = memory_budget
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -241,7 +284,7 @@ class AutomaticMaskGenerator:
         """Masks for everything in ``image``.
 
         Arguments:
-            image: H x W x 3 uint8 RGB.
+            image: H x W x 3 uint8 RGB (grayscale, RGBA and PIL images are converted, as by the predictor).
 
         Returns:
             one record per mask, in the official format:
@@ -285,7 +328,8 @@ class AutomaticMaskGenerator:
         """All crops, then NMS across crops. Everything in the image frame."""
         image_size = image.shape[:2]
         crop_boxes, layers = generate_crop_boxes(image_size, self.crop_n_layers, self.crop_overlap_ratio)
-        n_batches = sum(-(-len(self.point_grids[layer]) // self.points_per_batch) for layer in layers)
+        n_batches = sum(-(-len(self.point_grids[layer]) // self._batch_size(box, image_size))
+                        for box, layer in zip(crop_boxes, layers))
         bar = tqdm(total=n_batches, desc="segment everything", unit="batch", disable=not self.progress)
         try:
             per_crop = [self._process_crop(image, box, layer, bar) for box, layer in zip(crop_boxes, layers)]
@@ -298,6 +342,10 @@ class AutomaticMaskGenerator:
             candidates = candidates.select(_nms_keep(candidates.boxes, prefer_small, self.crop_nms_thresh))
         return candidates
 
+    def _batch_size(self, crop_box: List[int], image_size: Tuple[int, int]) -> int:
+        crop_size = (crop_box[3] - crop_box[1], crop_box[2] - crop_box[0])
+        return batch_size_for(crop_size, tuple(image_size), self.points_per_batch, self.memory_budget)
+
     def _process_crop(self, image: np.ndarray, crop_box: List[int], layer: int, bar) -> _Candidates:
         """Masks of one crop: embed it, run its point grid in batches, NMS inside the crop."""
         x0, y0, x1, y1 = crop_box
@@ -307,9 +355,9 @@ class AutomaticMaskGenerator:
         # Grid in crop pixels (x, y), float64.
         points = self.point_grids[layer] * np.array([[crop_w, crop_h]], dtype=np.float64)
         parts = []
-        for start in range(0, len(points), self.points_per_batch):
-            parts.append(self._process_batch(points[start:start + self.points_per_batch], crop_box,
-                                             image.shape[:2]))
+        batch = self._batch_size(crop_box, image.shape[:2])
+        for start in range(0, len(points), batch):
+            parts.append(self._process_batch(points[start:start + batch], crop_box, image.shape[:2]))
             bar.update(1)
         self.predictor.reset_image()
         candidates = _Candidates.concat(parts)
@@ -368,21 +416,24 @@ class AutomaticMaskGenerator:
         """Fill small holes, delete small islands, then NMS again, preferring masks left unchanged."""
         if len(c) == 0:
             return c
-        masks, unchanged = [], []
-        for rle in c.rles:
+        # One mask decoded at a time: a stack of every candidate at full resolution would not fit in
+        # memory for large photos.
+        boxes, unchanged, cleaned = [], [], {}
+        for i, rle in enumerate(c.rles):
             mask = decode_rle(rle)
             mask, holes_changed = remove_small_regions(mask, self.min_mask_region_area, "holes")
             mask, islands_changed = remove_small_regions(mask, self.min_mask_region_area, "islands")
-            masks.append(mask)
             unchanged.append(not (holes_changed or islands_changed))
-        stack = torch.from_numpy(np.stack(masks))
-        boxes = masks_to_boxes_xyxy(stack)
+            boxes.append(masks_to_boxes_xyxy(torch.from_numpy(mask[None]))[0])
+            if not unchanged[i]:
+                cleaned[i] = encode_rles(mask[None])[0]
+        boxes = torch.stack(boxes)
         scores = torch.tensor(unchanged, dtype=torch.float32)
         keep = _nms_keep(boxes, scores, max(self.box_nms_thresh, self.crop_nms_thresh))
         rles, new_boxes = list(c.rles), c.boxes.clone()
         for i in keep.tolist():
             if not unchanged[i]:
-                rles[i] = encode_rles(masks[i][None])[0]
+                rles[i] = cleaned[i]
                 new_boxes[i] = boxes[i]
         c = _Candidates(rles=rles, boxes=new_boxes, iou_preds=c.iou_preds, stability=c.stability,
                         points=c.points, crop_boxes=c.crop_boxes)

@@ -7,9 +7,14 @@ Three things happen here, in this order:
 2. :func:`download` fetches a file into a ``.part`` file next to its destination, resumes an interrupted
    transfer with an HTTP ``Range`` request, checks size and SHA-256, and only then renames it into place.
    A file under its final name is therefore always a complete, verified file (or one a person put there).
-3. :func:`load_state_dict` reads a checkpoint with ``torch.load(..., weights_only=True)``, which refuses
-   pickles that would run code, and :func:`load_into` copies it into a model, explaining any mismatch in
-   one readable error.
+   Processes downloading the same file take turns through a lock file (``<file>.lock``); a resumed
+   transfer whose file changed on the server meanwhile (``If-Range``) starts over instead of splicing.
+3. :func:`checkpoint_path` checks the SHA-256 of a cached file before its first use and records the result
+   in ``<file>.verified`` (digest, size, modification time), so later uses cost a ``stat`` only; a file
+   that was changed or replaced by hand is hashed again.
+4. :func:`load_state_dict` reads a checkpoint with ``torch.load(..., weights_only=True)``, which refuses
+   pickles that would run code, refuses tensors holding NaN or infinity, and :func:`load_into` copies it
+   into a model, explaining any mismatch in one readable error.
 
 A note on the official file names: the six hex digits in ``sam_vit_b_01ec64.pth`` are the start of the
 file's **MD5**, not of its SHA-256 (the SHA-256 of that file starts with ``ec2df6``). The registry keeps
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import pickle
 import re
@@ -28,9 +34,10 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +61,9 @@ __all__ = [
     "checkpoint_path",
     "download",
     "verify_file",
+    "verify_once",
     "file_sha256",
+    "check_finite",
     "load_state_dict",
     "load_into",
     "guess_model_name",
@@ -193,13 +202,14 @@ def checkpoint_path(model_name: str, download: bool = True, progress: bool = Tru
         model_name: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"vit_t"`` (or a registry/file name).
         download: fetch the file when it is not cached; if False a missing file raises FileNotFoundError.
         progress: show a tqdm bar while downloading.
-        verify: also recompute the SHA-256 of an already cached file (seconds for the large files).
-            The byte size of a cached file is always checked.
+        verify: recompute the SHA-256 of a cached file even when an earlier check is on record.
+            Without it, the SHA-256 is computed before the file's first use (seconds for the large
+            files) and recorded in ``<file>.verified``; later calls compare size and modification time.
     """
     entry = get_checkpoint(model_name)
     dest = checkpoint_dir() / entry.filename
     if dest.is_file():
-        verify_file(dest, sha256=entry.sha256 if verify else None, size=entry.size)
+        verify_once(dest, sha256=entry.sha256, size=entry.size, force=verify, progress=progress)
         return dest
     if not download:
         raise FileNotFoundError(
@@ -211,19 +221,24 @@ def checkpoint_path(model_name: str, download: bool = True, progress: bool = Tru
 # --------------------------------------------------------------------------------------------------
 # Verification
 # --------------------------------------------------------------------------------------------------
-def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 of a file's contents, as lowercase hex."""
+def file_sha256(path: PathLike, chunk_size: int = 1 << 20, progress: bool = False) -> str:
+    """SHA-256 of a file's contents, as lowercase hex (a progress bar with ``progress=True``)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    path = Path(path)
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+                                     desc=f"checking {path.name}", disable=not progress, leave=False) as bar:
         for block in iter(lambda: f.read(chunk_size), b""):
             digest.update(block)
+            bar.update(len(block))
     return digest.hexdigest()
 
 
-def verify_file(path: PathLike, sha256: Optional[str] = None, size: Optional[int] = None) -> None:
+def verify_file(path: PathLike, sha256: Optional[str] = None, size: Optional[int] = None,
+                progress: bool = False) -> Optional[str]:
     """Raise :class:`ChecksumError` unless the file has the given byte size and SHA-256.
 
     Either check is skipped when its expected value is None; with no SHA-256 the size is all we check.
+    Returns the SHA-256 it computed (None when it computed none).
     """
     path = Path(path)
     if not path.is_file():
@@ -234,13 +249,75 @@ def verify_file(path: PathLike, sha256: Optional[str] = None, size: Optional[int
             f"{path} has {actual_size:,} bytes, expected {size:,}. "
             "The file is incomplete or a different file; delete it and download it again."
         )
-    if sha256 is not None:
-        actual = file_sha256(path)
-        if actual != sha256.lower():
-            raise ChecksumError(
-                f"SHA-256 mismatch for {path}:\n    expected {sha256.lower()}\n    got      {actual}\n"
-                "The file is corrupt or a different file; delete it and download it again."
-            )
+    if sha256 is None:
+        return None
+    actual = file_sha256(path, progress=progress and actual_size > (64 << 20))
+    if actual != sha256.lower():
+        raise ChecksumError(
+            f"SHA-256 mismatch for {path}:\n    expected {sha256.lower()}\n    got      {actual}\n"
+            "The file is corrupt or a different file; delete it and download it again."
+        )
+    return actual
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _stat_key(path: Path) -> Dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _remember_verified(path: Path, sha256: str) -> None:
+    """Record that ``path`` (as it is now: size, modification time) has SHA-256 ``sha256``."""
+    record = dict(_stat_key(path), sha256=sha256)
+    tmp = _record_path(path).with_name(f"{_record_path(path).name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, _record_path(path))
+    except OSError:  # a read-only cache folder: the check is simply repeated next time
+        tmp.unlink(missing_ok=True)
+
+
+def _read_record(path: Path) -> Dict[str, object]:
+    try:
+        record = json.loads(_record_path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def verify_once(path: PathLike, sha256: Optional[str] = None, size: Optional[int] = None,
+                force: bool = False, progress: bool = False) -> None:
+    """Like :func:`verify_file`, but the SHA-256 is computed once per file version.
+
+    A successful check is recorded next to the file in ``<name>.verified`` (digest, size and modification
+    time); while the file keeps that size and modification time, later calls trust the record. When no
+    ``sha256`` is given, the digest recorded when the file was downloaded is the expected one, so a file
+    changed since is still caught. ``force`` recomputes the digest anyway. Raises :class:`ChecksumError`
+    naming the file and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    record = _read_record(path)
+    recorded = record.get("sha256") if isinstance(record.get("sha256"), str) else None
+    expected = sha256.lower() if sha256 is not None else recorded
+    if expected is None:
+        verify_file(path, size=size)
+        return
+    if not force and recorded == expected and all(record.get(k) == v for k, v in _stat_key(path).items()):
+        verify_file(path, size=size)
+        return
+    try:
+        digest = verify_file(path, sha256=expected, size=size, progress=progress)
+    except ChecksumError as e:
+        if sha256 is None:
+            raise ChecksumError(f"{e}\n(The expected SHA-256 was recorded in {_record_path(path)} when the "
+                                "file was downloaded; delete both files to download it again.)") from None
+        raise
+    _remember_verified(path, digest)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,32 +336,76 @@ class _Interrupted(Exception):
         self.reason = reason
 
 
-def _content_range_start(header: Optional[str]) -> Optional[int]:
-    """First byte of a ``Content-Range: bytes START-END/TOTAL`` header, or None if absent/unparsable."""
-    if not header:
-        return None
-    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", header)
-    return int(match.group(1)) if match else None
+def _content_range(header: Optional[str]) -> Tuple[Optional[int], Optional[int]]:
+    """``(first byte, total size)`` of a ``Content-Range: bytes START-END/TOTAL`` header (None when
+    absent or unparsable; the total is None when the server wrote ``*``)."""
+    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", header or "")
+    if not match:
+        return None, None
+    return int(match.group(1)), (int(match.group(2)) if match.group(2) != "*" else None)
+
+
+def _meta_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _read_meta(part: Path) -> Dict[str, object]:
+    """What was recorded when ``part`` was started: url, ETag, Last-Modified, total size."""
+    try:
+        meta = json.loads(_meta_path(part).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _validator(meta: Mapping[str, object]) -> Optional[str]:
+    """The ``If-Range`` value that makes a server send the whole file if it changed: a strong ETag, else
+    the Last-Modified date."""
+    etag = meta.get("etag")
+    if isinstance(etag, str) and etag and not etag.startswith("W/"):
+        return etag
+    modified = meta.get("last_modified")
+    return modified if isinstance(modified, str) and modified else None
+
+
+def _start_over(part: Path) -> None:
+    part.unlink(missing_ok=True)
+    _meta_path(part).unlink(missing_ok=True)
 
 
 def _fetch_once(url: str, part: Path, size: Optional[int], progress: bool, timeout: float,
-                desc: str) -> None:
+                desc: str, sha256: Optional[str] = None) -> None:
     """One HTTP request: resume ``part`` from its current length, append what arrives.
 
     Returns normally when the server says the body is complete; raises :class:`_Interrupted` when the
     connection drops or ends early (the bytes received so far stay in ``part``), and
     :class:`DownloadError` for errors that retrying will not fix (HTTP 4xx/5xx, DNS failure, refusal).
+
+    A ``.part`` file is resumed only when the result can be trusted: when its SHA-256 is known (checked
+    at the end), or when ``<part>.json`` recorded the server's ETag or Last-Modified date for this URL
+    (sent as ``If-Range``: a changed file comes back whole). Otherwise it starts over, so bytes of two
+    versions of a file are never spliced together.
     """
     offset = part.stat().st_size if part.exists() else 0
+    meta = _read_meta(part)
+    if offset and meta.get("url") not in (None, url):
+        _start_over(part)  # bytes of another URL
+        offset, meta = 0, {}
+    validator = _validator(meta) if meta.get("url") == url else None
+    if offset and sha256 is None and validator is None:
+        _start_over(part)  # nothing could tell us the server still has the same file
+        offset, meta = 0, {}
     if size is not None and offset > size:
-        part.unlink()  # longer than the real file: it cannot be a prefix of it
+        _start_over(part)  # longer than the real file: it cannot be a prefix of it
         offset = 0
-    if size is not None and offset == size:
+    if size is not None and offset == size and (sha256 is not None or validator is not None):
         return  # already complete; verification decides whether it is right
 
     request = urllib.request.Request(url, headers={"User-Agent": "samkit"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
+        if validator is not None:
+            request.add_header("If-Range", validator)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
@@ -297,13 +418,20 @@ def _fetch_once(url: str, part: Path, size: Optional[int], progress: bool, timeo
 
     with response:
         status = getattr(response, "status", 200)
-        range_start = _content_range_start(response.headers.get("Content-Range"))
-        if offset and status == 206 and range_start == offset:
-            mode = "ab"  # the server honoured the Range request
+        range_start, range_total = _content_range(response.headers.get("Content-Range"))
+        known_total = meta.get("total") if isinstance(meta.get("total"), int) else None
+        if offset and status == 206 and range_start == offset and \
+                (known_total is None or range_total is None or range_total == known_total):
+            mode = "ab"  # the server honoured the Range request for the same file
         else:
-            mode, offset = "wb", 0  # plain 200 (Range ignored) or an odd range: start over
+            mode, offset = "wb", 0  # plain 200 (Range ignored, or the file changed) or an odd range
         length = response.headers.get("Content-Length")
         expected_end = offset + int(length) if length is not None else size
+        if mode == "wb":
+            _meta_path(part).write_text(json.dumps({
+                "url": url, "etag": response.headers.get("ETag"),
+                "last_modified": response.headers.get("Last-Modified"),
+                "total": range_total if status == 206 else expected_end}))
         total = size if size is not None else expected_end
         received = offset
         with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
@@ -333,8 +461,13 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, size: Optio
     connection is resumed up to ``retries`` times. When the transfer is complete the size and the
     SHA-256 are checked (each only when given) and the file is renamed to ``dest`` atomically
     (``os.replace``), so ``dest`` never holds a partial or corrupt file; an existing ``dest`` is
-    replaced only by a verified new file. Without ``size`` and without a ``Content-Length`` from the
-    server, a truncated body can only be caught by the SHA-256.
+    replaced only by a verified new file (one that already matches ``sha256`` is kept). Without ``size``
+    and without a ``Content-Length`` from the server, a truncated body can only be caught by the SHA-256.
+
+    Without ``sha256``, a ``.part`` file is resumed only with the server's ETag/Last-Modified recorded at
+    its start (``<part>.json``, sent as ``If-Range``); otherwise the transfer starts over. Two processes
+    asking for the same ``dest`` take turns (a lock on ``<dest>.lock``): the second waits, then returns
+    the file the first one verified.
 
     Raises:
         ChecksumError: wrong size or SHA-256; the ``.part`` file is deleted.
@@ -346,15 +479,50 @@ def download(url: str, dest: PathLike, sha256: Optional[str] = None, size: Optio
                      timeout=timeout)
 
 
+@contextmanager
+def _exclusive(dest: Path) -> Iterator[bool]:
+    """Hold ``<dest>.lock`` so that one process at a time downloads ``dest``; yields whether another
+    process held it first (then ``dest`` may be there now). Without ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on the platforms the kit is tested on
+        yield False
+        return
+    with open(dest.with_name(dest.name + ".lock"), "a") as lock:
+        waited = False
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            tqdm.write(f"waiting for another process that is downloading {dest.name} ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            waited = True
+        try:
+            yield waited
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _download(url: str, dest: Path, sha256: Optional[str], size: Optional[int], progress: bool,
               retries: int = 3, timeout: float = 30.0) -> Path:
     dest = Path(dest).expanduser()
     part = dest.with_suffix(dest.suffix + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest) as waited:
+        if dest.is_file() and (sha256 is not None or waited):
+            try:  # another process finished it, or it is already here and verified
+                verify_once(dest, sha256=sha256, size=size, progress=progress)
+                return dest
+            except ChecksumError:
+                pass  # replaced below by a verified new file
+        return _download_locked(url, dest, part, sha256, size, progress, retries, timeout)
+
+
+def _download_locked(url: str, dest: Path, part: Path, sha256: Optional[str], size: Optional[int],
+                     progress: bool, retries: int, timeout: float) -> Path:
     last_reason = ""
     for _attempt in range(retries + 1):
         try:
-            _fetch_once(url, part, size, progress, timeout, desc=dest.name)
+            _fetch_once(url, part, size, progress, timeout, desc=dest.name, sha256=sha256)
             break
         except _Interrupted as e:
             last_reason = e.reason
@@ -370,13 +538,17 @@ def _download(url: str, dest: Path, sha256: Optional[str], size: Optional[int], 
     if not part.exists():  # an empty body never opened the file
         part.touch()
     try:
-        verify_file(part, sha256=sha256, size=size)
+        digest = verify_file(part, sha256=sha256, size=size, progress=progress)
+        if digest is None:  # no published digest: record this one, to catch later changes to the file
+            digest = file_sha256(part, progress=progress and part.stat().st_size > (64 << 20))
     except ChecksumError as e:
-        part.unlink(missing_ok=True)
+        _start_over(part)
         raise ChecksumError(
             f"download of {url} failed verification; the downloaded file was deleted.\n{e}"
         ) from None
     os.replace(part, dest)
+    _meta_path(part).unlink(missing_ok=True)
+    _remember_verified(dest, digest)
     return dest
 
 
@@ -416,7 +588,8 @@ def load_state_dict(path: PathLike) -> Dict[str, Tensor]:
     Raises:
         FileNotFoundError: the file does not exist.
         UnsafeCheckpointError: the file holds other pickled objects (it was not loaded).
-        CheckpointError: the file is truncated, corrupt, or not a dict of tensors.
+        CheckpointError: the file is truncated, corrupt, not a dict of tensors, or a tensor holds NaN or
+            infinity (:func:`check_finite`).
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -449,7 +622,25 @@ def load_state_dict(path: PathLike) -> Dict[str, Tensor]:
     if bad:
         shown = ", ".join(repr(k) for k in bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else "")
         raise CheckpointError(f"{path} is not a plain state dict: entries {shown} are not tensors")
+    check_finite(obj, str(path))
     return _strip_prefix(OrderedDict(obj), "module.")
+
+
+def check_finite(state: Mapping[str, Tensor], source: str = "the state dict",
+                 advice: str = "the weights are corrupt or come from a diverged training run. Use an earlier "
+                               "checkpoint, or download the file again.") -> None:
+    """Raise :class:`CheckpointError` naming the first floating-point tensor that holds NaN or infinity.
+
+    Such weights come from a diverged training run or a corrupted file; a model built from them answers
+    every prompt with NaN scores and empty masks. ``advice`` ends the message.
+    """
+    for name, value in state.items():
+        if isinstance(value, Tensor) and (value.is_floating_point() or value.is_complex()) and \
+                not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"{source}: tensor {name!r} (shape {list(value.shape)}) holds {bad:,} NaN or infinite "
+                f"value(s) of {value.numel():,}; {advice}")
 
 
 def _torch_reason(error: BaseException) -> str:

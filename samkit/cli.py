@@ -1,6 +1,6 @@
 """The ``samkit`` command line: one sub-command per job.
 
-    samkit train configs/tiny.yaml [--resume] [--set key=value ...]   # SAM's training recipe
+    samkit train configs/tiny.yaml [--resume | --overwrite] [--set key=value ...]  # SAM's recipe
     samkit download vit_b [--verify]                                   # an official checkpoint
     samkit download --list                                             # what can be downloaded
     samkit run [--small] [-p model vit_b] [--notebooks 02,05]          # the course notebooks (make
@@ -21,15 +21,20 @@ from typing import Callable, List, Optional, Sequence
 
 # -------------------------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    """``samkit train CONFIG.yaml [--resume] [--set key=value ...]``."""
-    from samkit.train import TrainConfig, TrainingDiverged, train
+    """``samkit train CONFIG.yaml [--resume | --overwrite] [--set key=value ...]``."""
+    from samkit.train import TrainConfig, TrainingDiverged, TrainingInterrupted, train
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in out_dir and --overwrite replaces it: give one")
     config = TrainConfig.from_yaml(args.config, args.set or [])
     try:
-        result = train(config, resume=args.resume)
+        result = train(config, resume=args.resume, overwrite=args.overwrite)
     except TrainingDiverged as e:
         print(f"samkit train: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"samkit train: {e}", file=sys.stderr)
+        return 130
     summary = {
         "steps": result.steps,
         "final_loss": result.final_loss,
@@ -51,6 +56,11 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", help="a training config, e.g. configs/tiny.yaml")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in OUT_DIR (without it an existing run is never replaced)",
+    )
     p.add_argument(
         "--set",
         metavar="KEY=VALUE",
@@ -164,13 +174,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple:
+    """Exceptions that mean "bad input" (a setting, a file, a checkpoint): one line, not a traceback."""
+    from samkit.checkpoints import CheckpointError, StateDictMismatchError
+
+    return ValueError, TypeError, OSError, CheckpointError, StateDictMismatchError
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except _user_errors() as e:
         print(f"samkit {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:
+        print(f"samkit {args.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

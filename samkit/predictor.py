@@ -51,14 +51,26 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _numbers(value, name: str, dtype=float) -> np.ndarray:
+    """``value`` as a numpy array of ``dtype``; a ValueError naming ``name`` if it is not numeric."""
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numbers, got {value!r:.80}") from exc
+
+
 def check_prompts(original_size: Tuple[int, int], point_coords=None, point_labels=None, box=None,
                   mask_input=None, mask_input_size: Optional[Tuple[int, int]] = None) -> None:
-    """Validate prompts given in original-image pixels; raise a ``ValueError`` naming the problem."""
+    """Validate prompts given in original-image pixels; raise a ``ValueError`` naming the problem.
+
+    Every number must be finite; points must lie in the image (padding points, label -1, excepted);
+    a box needs ``x1 >= x0`` and ``y1 >= y0``; ``mask_input`` must be ``1 x mask_input_size`` logits.
+    """
     H, W = original_size
     if (point_coords is None) != (point_labels is None):
         raise ValueError("point_coords and point_labels must be given together")
     if point_coords is not None:
-        pc, pl = np.asarray(point_coords), np.asarray(point_labels)
+        pc, pl = _numbers(point_coords, "point_coords"), _numbers(point_labels, "point_labels")
         if pc.ndim != 2 or pc.shape[1] != 2:
             raise ValueError(f"point_coords must be N x 2 (x, y), got shape {pc.shape}")
         if pl.ndim != 1 or pl.shape[0] != pc.shape[0]:
@@ -74,17 +86,22 @@ def check_prompts(original_size: Tuple[int, int], point_coords=None, point_label
             raise ValueError(f"point {i} at (x={pc[i, 0]:g}, y={pc[i, 1]:g}) lies outside the image "
                              f"(width {W}, height {H})")
     if box is not None:
-        b = np.asarray(box, dtype=float)
+        b = _numbers(box, "box")
         if b.shape not in ((4,), (1, 4)):
             raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1), got shape {b.shape}")
+        if not np.isfinite(b).all():
+            raise ValueError(f"box contains NaN or inf: {b.reshape(4).tolist()}")
         x0, y0, x1, y1 = b.reshape(4)
         if x1 < x0 or y1 < y0:
             raise ValueError(f"box must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0, got {b.reshape(4).tolist()}")
     if mask_input is not None and mask_input_size is not None:
-        m = mask_input if isinstance(mask_input, torch.Tensor) else np.asarray(mask_input)
-        if tuple(m.shape) != (1, *mask_input_size):
+        m = _numbers(mask_input, "mask_input", np.float32)
+        if m.shape != (1, *mask_input_size):
             raise ValueError(f"mask_input must be 1 x {mask_input_size[0]} x {mask_input_size[1]} low-res logits "
-                             f"(the low_res_logits of a previous predict), got shape {tuple(m.shape)}")
+                             f"(the low_res_logits of a previous predict), got shape {m.shape}")
+        if not np.isfinite(m).all():
+            raise ValueError(f"mask_input contains {int((~np.isfinite(m)).sum())} NaN or inf values; pass the "
+                             "low_res_logits of a previous predict (finite logits)")
 
 
 def as_predictor(model_or_predictor) -> "Predictor":
@@ -102,6 +119,18 @@ def as_predictor(model_or_predictor) -> "Predictor":
         raise TypeError("expected a samkit Sam model, a Predictor or an AutomaticMaskGenerator, got "
                         f"{type(model_or_predictor).__name__}")
     return Predictor(model_or_predictor)
+
+
+def _check_encoder_output(features: torch.Tensor) -> None:
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("the image encoder produced NaN or inf: the model's weights are broken (load a "
+                         "checkpoint with samkit.load_model, which refuses non-finite weights)")
+
+
+def _check_finite_tensors(**tensors: Optional[torch.Tensor]) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or inf")
 
 
 class Predictor:
@@ -132,7 +161,12 @@ class Predictor:
 
     # ------------------------------------------------------------------ images
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        """Compute (or fetch from the cache) the embedding of an ``H x W x 3`` uint8 image."""
+        """Compute (or fetch from the cache) the embedding of an ``H x W x 3`` uint8 image.
+
+        The previous image is forgotten first: if this image is refused, ``predict`` raises until an
+        image is set, instead of answering for the previous one.
+        """
+        self.reset_image()
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         image = as_rgb_uint8(image)
@@ -166,6 +200,7 @@ class Predictor:
         with torch.no_grad():
             features = self.model.image_encoder(self.model.preprocess(transformed_image.float()))
         self.model.train(was_training)
+        _check_encoder_output(features)
         if key is not None:
             self.cache.put(key, features)
         return features
@@ -173,9 +208,9 @@ class Predictor:
     @torch.no_grad()
     def set_images(self, images: Sequence[np.ndarray]) -> None:
         """Embed several images at once (one encoder batch for those not in the cache)."""
+        self.reset_image()
         if len(images) == 0:
             raise ValueError("set_images needs at least one image")
-        self.reset_image()
         feats: List[Optional[torch.Tensor]] = []
         todo, inputs, sizes, in_sizes, keys = [], [], [], [], []
         for i, img in enumerate(images):
@@ -195,6 +230,7 @@ class Predictor:
             self.model.eval()
             out = self.model.image_encoder(torch.cat(inputs))
             self.model.train(was_training)
+            _check_encoder_output(out)
             for j, i in enumerate(todo):
                 feats[i] = out[j: j + 1]
                 if keys[j] is not None:
@@ -290,6 +326,7 @@ class Predictor:
             ``B x C x H x W`` masks, ``B x C`` IoU predictions, ``B x C x 256 x 256`` low-res logits.
         """
         self._require_image()
+        _check_finite_tensors(point_coords=point_coords, boxes=boxes, mask_input=mask_input)
         low_res, iou = self.model.encode_prompts_and_decode(
             self.features, point_coords, point_labels, boxes, mask_input, multimask_output)
         return self.upscale_masks(low_res, return_logits), iou, low_res

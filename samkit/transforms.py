@@ -23,9 +23,10 @@ class ResizeLongestSide:
 
     @staticmethod
     def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> Tuple[int, int]:
+        """The resized ``(h, w)``; a side that would round to 0 pixels (a 1 x 4000 strip) keeps 1."""
         scale = long_side_length * 1.0 / max(oldh, oldw)
         newh, neww = oldh * scale, oldw * scale
-        return int(newh + 0.5), int(neww + 0.5)
+        return max(1, int(newh + 0.5)), max(1, int(neww + 0.5))
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
         """``H x W x 3`` uint8 -> ``h x w x 3`` uint8 with ``max(h, w) == target_length`` (PIL bilinear)."""

@@ -205,12 +205,14 @@ def download_bsds500(root: PathLike, progress: bool = True, extract: bool = True
     Returns:
         the ``data`` folder (``root/BSR/BSDS500/data``) to pass to :class:`BSDS500`.
     """
-    from ..checkpoints import download
+    from ..checkpoints import download, verify_once
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     archive = root / "BSR_bsds500.tgz"
-    if not archive.exists():
+    if archive.exists():
+        verify_once(archive, size=BSDS500_SIZE)  # its size, and the digest recorded when it was downloaded
+    else:
         download(BSDS500_URL, archive, size=BSDS500_SIZE, progress=progress)
     data = root / "BSR" / "BSDS500" / "data"
     if extract and not data.is_dir():

@@ -12,6 +12,7 @@ a string). Crowd annotations (``iscrowd = 1``) are skipped unless ``include_crow
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -19,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from .rle import check_image_size, check_polygons, check_rle
 from .sa1b import read_image
 
 __all__ = ["COCOInstances", "segmentation_to_mask"]
@@ -30,37 +32,18 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int, where: str 
                          source: Union[str, Path] = "") -> np.ndarray:
     """One COCO segmentation (polygons, uncompressed or compressed RLE) -> H x W bool.
 
-    Raises ValueError naming ``source`` and ``where`` when the segmentation is malformed or its RLE size
-    is not ``[height, width]``.
+    Raises ValueError naming ``source`` and ``where`` when the segmentation is malformed: an RLE whose size
+    is not ``[height, width]`` or whose runs do not cover the image exactly, polygons with non-finite
+    coordinates or coordinates far outside the image (see :mod:`samkit.data.rle`).
     """
-    prefix = f"{source}: " if source else ""
+    prefix = f"{source}: " if str(source) else ""
+    check_image_size(height, width, "image", source)
     if isinstance(segmentation, list):
-        if len(segmentation) == 0:
-            raise ValueError(f"{prefix}field '{where}' is an empty polygon list")
-        for j, poly in enumerate(segmentation):
-            if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly)):
-                raise ValueError(
-                    f"{prefix}field '{where}[{j}]' must be a polygon [x0, y0, x1, y1, ...] with at least "
-                    f"3 points")
+        check_polygons(segmentation, height, width, where, source)
         rles = mask_utils.frPyObjects(segmentation, height, width)
         rle = mask_utils.merge(rles)
     elif isinstance(segmentation, dict):
-        if "size" not in segmentation or "counts" not in segmentation:
-            raise ValueError(f"{prefix}field '{where}' must have 'size' and 'counts'")
-        size = list(segmentation["size"])
-        if size != [height, width]:
-            raise ValueError(f"{prefix}field '{where}.size' is {size} but the image is [{height}, {width}]")
-        counts = segmentation["counts"]
-        if isinstance(counts, list):
-            if sum(counts) != height * width:
-                raise ValueError(
-                    f"{prefix}field '{where}.counts' sums to {sum(counts)}, not height*width = {height * width}")
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        elif isinstance(counts, (str, bytes)):
-            rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        else:
-            raise ValueError(f"{prefix}field '{where}.counts' must be a string or a list of ints")
+        rle = check_rle(segmentation, height, width, where, source)
     else:
         raise ValueError(f"{prefix}field '{where}' must be a polygon list or an RLE object, "
                          f"got {type(segmentation).__name__}")
@@ -121,6 +104,9 @@ class COCOInstances:
             for key in ("id", "width", "height"):
                 _require(img, key, int, where, path)
             _require(img, "file_name", str, where, path)
+            check_image_size(img["height"], img["width"], f"images[{i}]", path)
+            if img["id"] in self.images:
+                raise ValueError(f"{path}: field '{where}id' = {img['id']} is used by two images")
             self.images[img["id"]] = img
 
         keep_cats = None if category_ids is None else {int(c) for c in category_ids}
@@ -137,7 +123,10 @@ class COCOInstances:
                 raise ValueError(f"{path}: field '{where}image_id' = {image_id} names no image in 'images'")
             if keep_cats is not None and category_id not in keep_cats:
                 continue
-            if int(ann.get("iscrowd", 0)) and not include_crowd:
+            crowd = ann.get("iscrowd", 0)
+            if crowd not in (0, 1) or isinstance(crowd, float):
+                raise ValueError(f"{path}: field '{where}iscrowd' must be 0 or 1, got {crowd!r}")
+            if crowd and not include_crowd:
                 continue
             seg = ann.get("segmentation")
             if seg is None or (isinstance(seg, list) and len(seg) == 0):
@@ -148,8 +137,10 @@ class COCOInstances:
                 if missing_segmentation == "skip":
                     continue
                 bbox = _require(ann, "bbox", list, where, path)
-                if len(bbox) != 4:
-                    raise ValueError(f"{path}: field '{where}bbox' must be [x, y, w, h]")
+                if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             and math.isfinite(v) for v in bbox) or min(bbox[2:]) < 0:
+                    raise ValueError(f"{path}: field '{where}bbox' must be [x, y, w, h]: four finite numbers "
+                                     f"with w, h >= 0, got {bbox!r}")
             self._anns[image_id].append((i, ann))
 
         ids = sorted(self.images)

@@ -124,14 +124,16 @@ def download_ndispark(root: PathLike, progress: bool = True, keep_archive: bool 
     Does nothing when ``root`` already holds the training annotations. Returns the folder to pass to
     :class:`NDISPark`. The data set is under ODC-By 1.0: cite Ciampi et al. when you use it.
     """
-    from ..checkpoints import download  # imported here: only this function needs the network code
+    from ..checkpoints import download, verify_once  # imported here: only this function needs the network code
 
     root = Path(root).expanduser()
     split_root = _split_root(root) if root.is_dir() else root
     if (split_root / SPLITS["train"][1]).is_file():
         return split_root
     archive = root / NDISPARK_FILE
-    if not archive.is_file():
+    if archive.is_file():
+        verify_once(archive, sha256=NDISPARK_SHA256, size=NDISPARK_SIZE)
+    else:
         download(NDISPARK_URL, archive, sha256=NDISPARK_SHA256, size=NDISPARK_SIZE, progress=progress)
     safe_extract(archive, root)
     if not keep_archive:

@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from .rle import check_image_size, check_rle
+
 __all__ = ["SA1B", "select_images", "read_image", "decode_rle", "encode_mask", "rle_boxes_xyxy"]
 
 PathLike = Union[str, os.PathLike]
@@ -40,8 +42,12 @@ def read_image(path: PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: cannot read the image ({type(e).__name__}: {e}); the file is corrupt, "
+                         f"truncated or not an image") from e
 
 
 def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
@@ -50,14 +56,31 @@ def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
-def decode_rle(rles: Sequence[Dict[str, Any]], height: int, width: int) -> np.ndarray:
-    """A list of COCO compressed RLEs -> N x H x W bool (``0 x H x W`` when the list is empty)."""
+def _coded(rles: Sequence[Dict[str, Any]], height: Optional[int] = None, width: Optional[int] = None,
+           where: str = "rles", source: PathLike = "") -> List[Dict[str, Any]]:
+    """Check RLEs (:func:`samkit.data.rle.check_rle`) and return them as pycocotools takes them.
+
+    Without ``height``/``width`` each RLE is checked against its own ``size``."""
+    out = []
+    for i, r in enumerate(rles):
+        h, w = height, width
+        if h is None or w is None:
+            size = r.get("size") if isinstance(r, dict) else None
+            h, w = size if isinstance(size, (list, tuple)) and len(size) == 2 else (-1, -1)
+        out.append(check_rle(r, h, w, f"{where}[{i}]", source))
+    return out
+
+
+def decode_rle(rles: Sequence[Dict[str, Any]], height: int, width: int, where: str = "rles",
+               source: PathLike = "") -> np.ndarray:
+    """A list of COCO RLEs -> N x H x W bool (``0 x H x W`` when the list is empty).
+
+    Each RLE is checked first (compressed or uncompressed counts covering exactly ``height x width``);
+    a malformed one raises ValueError naming ``source`` and the field ``where[i]``.
+    """
     if len(rles) == 0:
         return np.zeros((0, height, width), dtype=bool)
-    coded = [{"size": list(r["size"]),
-              "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]}
-             for r in rles]
-    masks = mask_utils.decode(coded)  # H x W x N, Fortran order
+    masks = mask_utils.decode(_coded(rles, height, width, where, source))  # H x W x N, Fortran order
     return np.ascontiguousarray(masks.transpose(2, 0, 1)).astype(bool)
 
 
@@ -65,10 +88,7 @@ def rle_boxes_xyxy(rles: Sequence[Dict[str, Any]]) -> np.ndarray:
     """Boxes of COCO RLEs as N x 4 float32 XYXY (``pycocotools.mask.toBbox``, converted from XYWH)."""
     if len(rles) == 0:
         return np.zeros((0, 4), dtype=np.float32)
-    coded = [{"size": list(r["size"]),
-              "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]}
-             for r in rles]
-    xywh = np.asarray(mask_utils.toBbox(coded), dtype=np.float32).reshape(-1, 4)
+    xywh = np.asarray(mask_utils.toBbox(_coded(rles)), dtype=np.float32).reshape(-1, 4)
     return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
 
@@ -90,6 +110,7 @@ def _check_record(record: Any, path: Path) -> None:
     for key in ("image_id", "width", "height"):
         _field(image, key, int, "image.", path)
     _field(image, "file_name", str, "image.", path)
+    check_image_size(image["height"], image["width"], "image", path)
     anns = _field(record, "annotations", list, "", path)
     h, w = image["height"], image["width"]
     for i, ann in enumerate(anns):
@@ -103,6 +124,7 @@ def _check_record(record: Any, path: Path) -> None:
             raise ValueError(
                 f"{path}: field '{where}segmentation.size' is {list(size)} but the image is "
                 f"[{h}, {w}] (image.height, image.width)")
+        check_rle(seg, h, w, where + "segmentation", path)
 
 
 class SA1B:
@@ -182,7 +204,8 @@ class SA1B:
         rles = [a["segmentation"] for a in anns]
         return {
             "image": image,
-            "masks": decode_rle(rles, info["height"], info["width"]),
+            "masks": decode_rle(rles, info["height"], info["width"], "annotations[].segmentation",
+                                self.json_files[index]),
             "boxes": rle_boxes_xyxy(rles),
             "ann_ids": np.asarray([a.get("id", -1) for a in anns], dtype=np.int64),
             "image_id": int(info["image_id"]),
@@ -199,10 +222,7 @@ def _areas(anns: Sequence[Dict[str, Any]]) -> np.ndarray:
     rles = [a["segmentation"] for a in anns]
     if not rles:
         return np.zeros(0)
-    coded = [{"size": list(r["size"]),
-              "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]}
-             for r in rles]
-    return np.asarray(mask_utils.area(coded), dtype=np.float64)
+    return np.asarray(mask_utils.area(_coded(rles)), dtype=np.float64)
 
 
 def select_images(dataset: SA1B, n_images: int = 10, n_masks: int = 10, seed: int = 0,

@@ -68,8 +68,11 @@ from samkit.train.data import (
 from samkit.train.interactive import InteractiveLoss, PromptedImage, prompt_image, round_plan
 from samkit.train.loop import (
     CHECKPOINT_FORMAT,
+    RESUMABLE_CHANGES,
     MetricsLog,
+    RunExistsError,
     TrainingDiverged,
+    TrainingInterrupted,
     TrainResult,
     build_training_model,
     fill_cache,
@@ -101,8 +104,11 @@ __all__ = [
     "prompt_image",
     "round_plan",
     "MetricsLog",
+    "RESUMABLE_CHANGES",
+    "RunExistsError",
     "TrainResult",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "build_training_model",
     "fill_cache",
     "load_training_checkpoint",

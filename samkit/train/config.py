@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +183,18 @@ class TrainConfig:
         return TrainConfig.from_dict(values, source="replace()")
 
     def validate(self, source: str = "config") -> None:
+        """Check every field's type, then its value; raise ValueError naming the source and the
+        field.
+
+        Numbers must be finite and in range (``lr > 0``, ``0 < gamma <= 1``, ...), integers must be
+        integers (``epochs: 1.5`` is refused, not truncated)."""
+
         def bad(name: str, msg: str) -> None:
             raise ValueError(f"{source}: field '{name}' {msg}")
+
+        _check_types(self.data, source, "data.")
+        _check_types(self, source, "")
+        _check_ranges(self, source)
 
         from samkit.model.configs import MODEL_NAMES
         from samkit.train.data import DATA_SOURCES
@@ -228,6 +239,102 @@ class TrainConfig:
             )
         if self.data.kind not in DATA_SOURCES:
             bad("data.kind", f"is {self.data.kind!r}; choose one of {', '.join(DATA_SOURCES)}")
+
+
+def _type_matches(value: Any, annotation: str) -> bool:
+    """Whether ``value`` fits a field annotation of these dataclasses (written as a string)."""
+    if annotation.startswith("Optional["):
+        return value is None or _type_matches(value, annotation[len("Optional[") : -1])
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation == "str":
+        return isinstance(value, str)
+    if annotation == "List[int]":
+        return isinstance(value, (list, tuple)) and all(_type_matches(v, "int") for v in value)
+    if annotation == "Tuple[float, float]":
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(_type_matches(v, "float") for v in value)
+        )
+    return True  # nested dataclasses are checked on their own
+
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "List[int]": "a list of integers",
+    "Tuple[float, float]": "two numbers",
+}
+
+
+def _check_types(obj: Any, source: str, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _type_matches(value, f.type):
+            optional = f.type.startswith("Optional[")
+            inner = f.type[len("Optional[") : -1] if optional else f.type
+            words = _TYPE_WORDS.get(inner, inner) + (" or null" if optional else "")
+            raise ValueError(
+                f"{source}: field '{prefix}{f.name}' must be {words}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+
+
+# (low, high, low inclusive, high inclusive) of the numeric fields; every float must also be finite
+_RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
+    "lr": (0, math.inf, False, False),
+    "weight_decay": (0, math.inf, True, False),
+    "eps": (0, math.inf, False, False),
+    "grad_clip": (0, math.inf, True, False),
+    "gamma": (0, 1, False, True),
+    "warmup_steps": (0, math.inf, True, False),
+    "box_noise_std": (0, math.inf, True, False),
+    "box_max_noise": (0, math.inf, True, False),
+    "focal_weight": (0, math.inf, True, False),
+    "dice_weight": (0, math.inf, True, False),
+    "iou_weight": (0, math.inf, True, False),
+    "eval_every": (-1, math.inf, True, False),
+    "ckpt_every": (0, math.inf, True, False),
+    "log_every": (1, math.inf, True, False),
+    "min_mask_area": (0, math.inf, True, False),
+    "eval_masks_per_image": (1, math.inf, True, False),
+    "num_workers": (0, math.inf, True, False),
+    "data.n_images": (1, math.inf, True, False),
+    "data.n_val": (0, math.inf, True, False),
+    "data.masks_per_image": (1, math.inf, True, False),
+    "data.max_mask_fraction": (0, 1, False, True),
+    "data.image_size": (16, math.inf, True, False),
+}
+
+
+def _check_ranges(cfg: "TrainConfig", source: str) -> None:
+    for name, (low, high, low_in, high_in) in _RANGES.items():
+        obj, field_name = (cfg.data, name[5:]) if name.startswith("data.") else (cfg, name)
+        value = getattr(obj, field_name)
+        if value is None:
+            continue
+        inside = (low <= value if low_in else low < value) and (
+            value <= high if high_in else value < high
+        )
+        if not math.isfinite(value) or not inside:
+            interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+            raise ValueError(
+                f"{source}: field '{name}' must be a finite number in {interval}, got {value!r}"
+            )
+    for i, beta in enumerate(cfg.betas):
+        if not (math.isfinite(beta) and 0 <= beta < 1):
+            raise ValueError(f"{source}: field 'betas[{i}]' must be in [0, 1), got {beta!r}")
+    if any(m < 0 for m in cfg.milestones):
+        raise ValueError(
+            f"{source}: field 'milestones' must be non-negative steps, got {cfg.milestones}"
+        )
 
 
 def _check_keys(cls: type, values: Dict[str, Any], source: str, prefix: str) -> None:

@@ -8,11 +8,14 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
-from contextlib import nullcontext
+import warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,7 +24,8 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from samkit.cache import EmbeddingCache, image_key
+from samkit.cache import EmbeddingCache, image_key, remove_stale_temporaries
+from samkit.checkpoints import CheckpointError, check_finite
 from samkit.data.prompts import center_point
 from samkit.device import autocast, autocast_dtype, make_scaler, pick_device
 from samkit.losses import iou_of_masks
@@ -225,10 +229,15 @@ def fill_cache(
     return keys
 
 
-def _cached(cache: EmbeddingCache, key: str, device: torch.device) -> torch.Tensor:
+def _cached(
+    cache: EmbeddingCache, key: str, device: torch.device, model: nn.Module, record: PreparedImage
+) -> torch.Tensor:
+    """The cached embedding of ``record``; one deleted or damaged on disk since the cache was filled
+    is computed again (the encoder is frozen and in eval mode, so the value is the same)."""
     emb = cache.get(key)
     if emb is None:
-        raise RuntimeError(f"embedding {key} vanished from the cache {cache.directory}")
+        cache.put(key, _encode(model, record).cpu())
+        emb = cache.get(key)
     # round to float16 as on disk, so a value from memory equals one read back from disk
     return emb.to(torch.float16).to(device=device, dtype=torch.float32)
 
@@ -296,7 +305,34 @@ def validate(
 # Checkpoints, metrics, distributed helpers
 # --------------------------------------------------------------------------------------------------
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunExistsError(ValueError):
+    """``out_dir`` already holds a run, and neither ``resume`` nor ``overwrite`` was asked for."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C, a kernel interrupt); the checkpoint holds the last full
+    step."""
+
+
+# Fields that may differ when a run is resumed: they control how long it runs, what it reports and
+# where, not how it learns. (A new length also stretches a cosine schedule from the resumed step on;
+# the lr logged per step is the one applied.)
+RESUMABLE_CHANGES = (
+    "max_steps",
+    "epochs",
+    "eval_every",
+    "ckpt_every",
+    "log_every",
+    "progress",
+    "num_workers",
+    "device",
+    "cache_dir",
+    "eval_masks_per_image",
+    "out_dir",
+)
 
 
 @dataclass
@@ -320,8 +356,11 @@ class TrainResult:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -373,11 +412,36 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _json_lines(path: Path) -> List[Tuple[str, Dict[str, Any]]]:
+    """``(line, record)`` of every readable line of a JSON-lines file. A line that does not parse
+    (the torn last line of a process killed while writing it) is skipped with a warning naming
+    it."""
+    out = []
+    lines = path.read_text(errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            where = "its last line" if number == len(lines) else f"line {number}"
+            warnings.warn(
+                f"{path}: {where} is not a JSON record (a write cut short?) and is skipped",
+                stacklevel=3,
+            )
+            continue
+        out.append((line, record))
+    return out
+
+
 class MetricsLog:
     """JSON lines: ``{"kind": "train", "step", "epoch", "loss", "focal", "dice", "iou_mse",
-    "loss_first", "iou_last", "lr", "time", "step_time"}`` and ``{"kind": "eval", "step",
-    "miou_point_oracle", "miou_point_confident", "miou_box", ...}``. Resuming drops lines past the
-    checkpoint's step."""
+    "loss_first", "iou_last", "lr", "time", "step_time"}``, ``{"kind": "eval", "step",
+    "miou_point_oracle", "miou_point_confident", "miou_box", ...}`` and, when a run is resumed with
+    changed settings, ``{"kind": "resume", "step", "changed": {field: [before, after]}}``. Resuming
+    drops lines past the checkpoint's step, and a torn line (a write cut short)."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: Optional[int] = None) -> None:
         self.path, self.enabled = path, enabled
@@ -387,11 +451,11 @@ class MetricsLog:
             path.write_text("")
         elif path.exists():
             kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+                line for line, record in _json_lines(path) if record.get("step", 0) <= resume_step
             ]
-            path.write_text("".join(line + "\n" for line in kept))
+            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
 
     def write(self, record: Dict[str, Any]) -> None:
         if self.enabled:
@@ -401,7 +465,7 @@ class MetricsLog:
     def read(self) -> List[Dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [record for _, record in _json_lines(self.path)]
 
 
 @dataclass
@@ -455,6 +519,76 @@ def _resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return device
 
 
+def _existing_run(out_dir: Path) -> Optional[str]:
+    """What in ``out_dir`` shows a started or finished run (None when nothing does)."""
+    found = [name for name in ("checkpoint.pt", "model.pth") if (out_dir / name).is_file()]
+    metrics = out_dir / "metrics.jsonl"
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        found.append("metrics.jsonl")
+    return ", ".join(found) or None
+
+
+def _resume_changes(
+    saved: Dict[str, Any], cfg: TrainConfig, ckpt_path: Path
+) -> Dict[str, List[Any]]:
+    """``{field: [in the checkpoint, now]}`` of the settings that differ; ValueError if one of them
+    would change what the resumed run learns."""
+    now = cfg.to_dict()
+    changed: Dict[str, List[Any]] = {}
+    for key in sorted(set(saved) | set(now)):
+        if key == "data":
+            for k in sorted(set(saved.get("data") or {}) | set(now["data"])):
+                a, b = (saved.get("data") or {}).get(k), now["data"].get(k)
+                if a != b:
+                    changed[f"data.{k}"] = [a, b]
+        elif saved.get(key) != now.get(key) and not (
+            isinstance(saved.get(key), (list, tuple))
+            and list(saved[key]) == list(now.get(key) or [])
+        ):
+            changed[key] = [saved.get(key), now.get(key)]
+    allowed = set(RESUMABLE_CHANGES)
+    refused = {k: v for k, v in changed.items() if k not in allowed}
+    if refused:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        raise ValueError(
+            f"{ckpt_path} was trained with other settings ({listed}). A resumed run keeps the "
+            "settings it started with (its optimiser state and schedule were built from them); "
+            "only "
+            f"{', '.join(sorted(allowed))} may change. Resume with the original values, or start a "
+            "new run in another out_dir (or pass overwrite=True / --overwrite to replace this one)."
+        )
+    return changed
+
+
+class _StopRequest:
+    """Turns the first SIGINT (Ctrl-C, a Jupyter interrupt) into a request to stop after the current
+    step; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\ninterrupt: stopping after this step and writing a checkpoint (interrupt again to "
+            "stop at once)",
+            flush=True,
+        )
+
+    @contextmanager
+    def installed(self) -> Iterator["_StopRequest"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals reach the main thread only
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 # --------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------
@@ -462,6 +596,7 @@ def train(
     config: Union[TrainConfig, Dict[str, Any], str, os.PathLike],
     resume: bool = False,
     overrides: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train a SAM with the paper's interactive recipe; see the module docstring.
 
@@ -471,24 +606,35 @@ def train(
             states and data position), so ``N`` steps, or ``k`` steps + resume + ``N - k`` steps,
             give the same curve.
         overrides: ``key=value`` strings applied to the config.
+        overwrite: replace the run already in ``out_dir``. Without it (and without ``resume``) an
+            ``out_dir`` holding a checkpoint, a model or metrics is refused, so results are never
+            replaced by accident.
 
     Writes to ``out_dir``: ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt`` (training state,
     written atomically every ``ckpt_every`` steps and at the end) and ``model.pth`` (the final state
-    dict, loadable by :func:`samkit.load_model`).
+    dict, loadable by :func:`samkit.load_model`). Weights holding NaN or infinity are never written.
+    On resume only the settings in :data:`RESUMABLE_CHANGES` may differ from the checkpoint's; the
+    changes are written to ``config.yaml`` and recorded in the metrics log.
 
     Raises:
-        TrainingDiverged: the loss became NaN/inf (the last checkpoint is left as it was).
+        RunExistsError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        ValueError: a bad setting, or settings changed on resume that cannot change.
+        TrainingDiverged: the loss or the weights became NaN/inf (the last checkpoint is left as it
+            was).
+        TrainingInterrupted: a SIGINT (Ctrl-C) stopped the run after a full step; the checkpoint
+            holds that step and ``resume=True`` continues exactly.
     """
     cfg = load_config(config, overrides)
+    cfg.validate("config")
     dd = _setup_distributed(pick_device(cfg.device).type)
     try:
-        return _train(cfg, resume, dd)
+        return _train(cfg, resume, dd, overwrite)
     finally:
         if dd.owns_group:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
+def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -> TrainResult:
     device = _resolve_device(cfg, dd.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -498,12 +644,38 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
         out_dir / "model.pth",
         out_dir / "metrics.jsonl",
     )
+    # Everything about out_dir is checked before anything in it is written.
+    state: Optional[Dict[str, Any]] = None
+    resume_changes: Dict[str, List[Any]] = {}
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
+        state = load_training_checkpoint(ckpt_path)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{ckpt_path}: not a samkit training checkpoint (format {found!r})")
+        check_finite(state["model"], f"{ckpt_path} (model)")
+        if isinstance(state.get("config"), dict):
+            resume_changes = _resume_changes(state["config"], cfg, ckpt_path)
+    else:
+        existing = _existing_run(out_dir)
+        if existing and not overwrite:
+            raise RunExistsError(
+                f"{out_dir} already holds a training run ({existing}). Pass resume=True (--resume) "
+                "to continue it, overwrite=True (--overwrite) to replace it, or choose another "
+                "out_dir."
+            )
     if dd.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / "config.yaml", "w") as f:
+        remove_stale_temporaries(out_dir)  # left by a process killed while writing
+        if overwrite and not resume:
+            for old in (ckpt_path, model_path, metrics_path):
+                old.unlink(missing_ok=True)
+        tmp = out_dir / f"config.yaml.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
             yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"resume=True but there is no checkpoint at {ckpt_path}")
+        os.replace(tmp, out_dir / "config.yaml")
+    dd.barrier()
 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % (1 << 32))
@@ -544,7 +716,7 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
 
     def val_embed(i: int, record: PreparedImage) -> torch.Tensor:
         if cache is not None:
-            return _cached(cache, keys["val"][i], device)
+            return _cached(cache, keys["val"][i], device, model, record)
         return _encode(model, record)
 
     trainer: nn.Module = InteractiveLoss(model, cfg)
@@ -575,11 +747,7 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
 
     step = 0
     if resume:
-        state = load_training_checkpoint(ckpt_path)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"{ckpt_path}: not a samkit training checkpoint (format {state.get('format')!r})"
-            )
+        assert state is not None
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -589,10 +757,29 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
     metrics = MetricsLog(metrics_path, dd.main, step if resume else None)
     history = [r for r in metrics.read() if r.get("kind") == "train"] if resume else []
     evals = [r for r in metrics.read() if r.get("kind") == "eval"] if resume else []
+    if resume_changes:
+        metrics.write({"kind": "resume", "step": step, "changed": resume_changes})
     last_good = step if resume else None
+
+    def check_weights() -> None:
+        where = (
+            f"the last good checkpoint is {ckpt_path} (step {last_good})"
+            if last_good is not None
+            else "no checkpoint was written before"
+        )
+        try:
+            check_finite(
+                model.state_dict(),
+                f"the weights after step {step}",
+                f"they were not written and {where}. Try a lower lr, a longer warm-up or "
+                "grad_clip.",
+            )
+        except CheckpointError as e:
+            raise TrainingDiverged(str(e)) from None
 
     def save_checkpoint() -> None:
         nonlocal last_good
+        check_weights()
         if dd.main:
             _atomic_save(
                 {
@@ -633,124 +820,148 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist) -> TrainResult:
         total=total_steps, initial=step, desc="train", disable=not (cfg.progress and dd.main)
     )
     t_start = time.time()
-    while step < total_steps:
-        epoch, first = divmod(step, steps_per_epoch)
-        order = epoch_order(cfg.seed, epoch, len(train_set))
-        last = min(steps_per_epoch, first + total_steps - step)
-        keys_for_rank = []
-        for s in range(first, last):
-            for j in range(dd.rank * local_images, (dd.rank + 1) * local_images):
-                pos = s * cfg.batch_size + j
-                keys_for_rank.append((epoch, pos, order[pos]))
-        loader = torch.utils.data.DataLoader(
-            train_set,
-            batch_size=micro_images,
-            sampler=keys_for_rank,
-            num_workers=cfg.num_workers,
-            collate_fn=_collate,
-            # its own generator: creating an iterator must not consume
-            # the global RNG (drop path), or a resumed run would differ
-            generator=_generator(cfg.seed, epoch, 0x51),
-        )
-        batches = iter(loader)
-        for s in range(first, last):
-            t0 = time.time()
-            plan = round_plan(
-                cfg.n_rounds,
-                cfg.no_point_rounds,
-                cfg.no_point_placement,
-                _generator(cfg.seed, epoch, s, 0x9C),
+    stop = _StopRequest()
+    stopped = False
+
+    def stop_requested() -> bool:
+        """Whether an interrupt asked to stop; every process stops at the same step."""
+        if not dd.active:
+            return stop.requested
+        flag = torch.tensor([float(stop.requested)], device=device)
+        return bool(dd.all_sum(flag)[0] > 0)
+
+    with stop.installed():
+        while step < total_steps and not stopped:
+            epoch, first = divmod(step, steps_per_epoch)
+            order = epoch_order(cfg.seed, epoch, len(train_set))
+            last = min(steps_per_epoch, first + total_steps - step)
+            keys_for_rank = []
+            for s in range(first, last):
+                for j in range(dd.rank * local_images, (dd.rank + 1) * local_images):
+                    pos = s * cfg.batch_size + j
+                    keys_for_rank.append((epoch, pos, order[pos]))
+            loader = torch.utils.data.DataLoader(
+                train_set,
+                batch_size=micro_images,
+                sampler=keys_for_rank,
+                num_workers=cfg.num_workers,
+                collate_fn=_collate,
+                # its own generator: creating an iterator must not consume
+                # the global RNG (drop path), or a resumed run would differ
+                generator=_generator(cfg.seed, epoch, 0x51),
             )
-            micro: List[List[PromptedImage]] = []
-            for _ in range(cfg.grad_accum):
-                prompted = []
-                for record in next(batches):
-                    ep, pos, index = record.index
-                    p = prompt_image(
-                        record, cfg, img_size, _generator(cfg.seed, ep, pos, 0xA5), device
+            batches = iter(loader)
+            for s in range(first, last):
+                t0 = time.time()
+                plan = round_plan(
+                    cfg.n_rounds,
+                    cfg.no_point_rounds,
+                    cfg.no_point_placement,
+                    _generator(cfg.seed, epoch, s, 0x9C),
+                )
+                micro: List[List[PromptedImage]] = []
+                for _ in range(cfg.grad_accum):
+                    prompted = []
+                    for record in next(batches):
+                        ep, pos, index = record.index
+                        p = prompt_image(
+                            record, cfg, img_size, _generator(cfg.seed, ep, pos, 0xA5), device
+                        )
+                        if cache is not None:
+                            p.embedding = _cached(
+                                cache, keys["train"][index], device, model, record
+                            )
+                        else:
+                            p.image = record.image
+                        prompted.append(p)
+                    micro.append(prompted)
+                n_local = float(sum(p.gt.shape[0] for mb in micro for p in mb))
+                n_global = float(dd.all_sum(torch.tensor([n_local], device=device))[0])
+                denom = max(n_global, 1.0) * len(plan)
+
+                optimizer.zero_grad(set_to_none=True)
+                sums = torch.zeros(6, device=device)
+                for a, prompted in enumerate(micro):
+                    sync = (
+                        nullcontext()
+                        if (not dd.active or a == len(micro) - 1)
+                        else trainer.no_sync()
                     )
-                    if cache is not None:
-                        p.embedding = _cached(cache, keys["train"][index], device)
-                    else:
-                        p.image = record.image
-                    prompted.append(p)
-                micro.append(prompted)
-            n_local = float(sum(p.gt.shape[0] for mb in micro for p in mb))
-            n_global = float(dd.all_sum(torch.tensor([n_local], device=device))[0])
-            denom = max(n_global, 1.0) * len(plan)
+                    with sync:
+                        with autocast(device, amp_dtype):
+                            out = trainer(prompted, plan)
+                        loss = out["loss_sum"] * (dd.world / denom)
+                        if not torch.isfinite(loss.detach()):
+                            sums[0] = float("nan")
+                        scaler.scale(loss).backward()
+                    sums += torch.stack(
+                        [
+                            out["loss_sum"].detach(),
+                            out["focal_sum"],
+                            out["dice_sum"],
+                            out["iou_mse_sum"],
+                            out["first_sum"],
+                            out["iou_last_sum"],
+                        ]
+                    ).float()
+                dd.all_sum(sums)
+                if not torch.isfinite(sums).all():
+                    bar.close()
+                    where = (
+                        f"the last good checkpoint is {ckpt_path} (step {last_good})"
+                        if last_good is not None
+                        else "no checkpoint was written yet"
+                    )
+                    raise TrainingDiverged(
+                        f"loss is {float(sums[0])} at step {step + 1} (epoch {epoch}); "
+                        f"training stopped and {where}. "
+                        "Try a lower lr, a longer warm-up, grad_clip, or amp=bf16 instead of fp16."
+                    )
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                lr_now = cfg.lr * lr_factor(step, cfg, steps_per_epoch, total_steps)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
 
-            optimizer.zero_grad(set_to_none=True)
-            sums = torch.zeros(6, device=device)
-            for a, prompted in enumerate(micro):
-                sync = (
-                    nullcontext() if (not dd.active or a == len(micro) - 1) else trainer.no_sync()
-                )
-                with sync:
-                    with autocast(device, amp_dtype):
-                        out = trainer(prompted, plan)
-                    loss = out["loss_sum"] * (dd.world / denom)
-                    if not torch.isfinite(loss.detach()):
-                        sums[0] = float("nan")
-                    scaler.scale(loss).backward()
-                sums += torch.stack(
-                    [
-                        out["loss_sum"].detach(),
-                        out["focal_sum"],
-                        out["dice_sum"],
-                        out["iou_mse_sum"],
-                        out["first_sum"],
-                        out["iou_last_sum"],
-                    ]
-                ).float()
-            dd.all_sum(sums)
-            if not torch.isfinite(sums).all():
-                bar.close()
-                where = (
-                    f"the last good checkpoint is {ckpt_path} (step {last_good})"
-                    if last_good is not None
-                    else "no checkpoint was written yet"
-                )
-                raise TrainingDiverged(
-                    f"loss is {float(sums[0])} at step {step + 1} (epoch {epoch}); "
-                    f"training stopped and {where}. "
-                    "Try a lower lr, a longer warm-up, grad_clip, or amp=bf16 instead of fp16."
-                )
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            lr_now = cfg.lr * lr_factor(step, cfg, steps_per_epoch, total_steps)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-
-            sums = sums.cpu().tolist()
-            rounds_n = max(n_global, 1.0) * len(plan)
-            record = {
-                "kind": "train",
-                "step": step,
-                "epoch": epoch,
-                "loss": sums[0] / rounds_n,
-                "focal": sums[1] / rounds_n,
-                "dice": sums[2] / rounds_n,
-                "iou_mse": sums[3] / rounds_n,
-                "loss_first": sums[4] / max(n_global, 1.0),
-                "iou_last": sums[5] / max(n_global, 1.0),
-                "prompts": int(n_global),
-                "lr": lr_now,
-                "time": time.time() - t_start,
-                "step_time": time.time() - t0,
-            }
-            history.append(record)
-            if step % max(cfg.log_every, 1) == 0 or step == total_steps:
-                metrics.write(record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", iou=f"{record['iou_last']:.3f}")
-            if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < total_steps:
-                run_validation()
-            if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step < total_steps:
-                save_checkpoint()
+                sums = sums.cpu().tolist()
+                rounds_n = max(n_global, 1.0) * len(plan)
+                record = {
+                    "kind": "train",
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": sums[0] / rounds_n,
+                    "focal": sums[1] / rounds_n,
+                    "dice": sums[2] / rounds_n,
+                    "iou_mse": sums[3] / rounds_n,
+                    "loss_first": sums[4] / max(n_global, 1.0),
+                    "iou_last": sums[5] / max(n_global, 1.0),
+                    "prompts": int(n_global),
+                    "lr": lr_now,
+                    "time": time.time() - t_start,
+                    "step_time": time.time() - t0,
+                }
+                history.append(record)
+                if step % max(cfg.log_every, 1) == 0 or step == total_steps:
+                    metrics.write(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", iou=f"{record['iou_last']:.3f}")
+                if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < total_steps:
+                    run_validation()
+                if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step < total_steps:
+                    save_checkpoint()
+                if stop_requested():
+                    stopped = True
+                    break
     bar.close()
+    if stopped and step < total_steps:
+        save_checkpoint()
+        raise TrainingInterrupted(
+            f"training interrupted after step {step} of {total_steps}; {ckpt_path} holds that "
+            "step. Continue with resume=True (samkit train CONFIG --resume)."
+        )
     if cfg.eval_every >= 0 and (not evals or evals[-1]["step"] != step):
         run_validation()
     save_checkpoint()

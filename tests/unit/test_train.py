@@ -152,7 +152,7 @@ def test_train_decoder_runs_logs_and_caches(tmp_path):
     assert 0.0 <= lines[-1]["miou_point_oracle"] <= 1.0 and "miou_box" in lines[-1]
     # embeddings were computed once per image (2 train + 1 val) and stored as float16
     files = sorted((tmp_path / "emb").glob("*.pt"))
-    assert len(files) == 3 and torch.load(files[0]).dtype == torch.float16
+    assert len(files) == 3 and torch.load(files[0])["embedding"].dtype == torch.float16
     after = result.model.state_dict()
     for k, v in after.items():
         changed = not torch.equal(v, before[k])
