@@ -66,12 +66,12 @@ def test_download_restarts_a_stale_part_file(registry):
     assert (ck.checkpoint_dir() / "fake.pth").read_bytes() == PAYLOAD and not part.exists()
 
 
-def test_corrupt_cached_file_is_reported_with_verify(registry, capsys):
+def test_corrupt_cached_file_is_reported(registry, capsys):
     dest = ck.checkpoint_dir() / "fake.pth"
     dest.parent.mkdir(parents=True)
-    dest.write_bytes(PAYLOAD[:-1] + b"\x00")  # right size, wrong bytes
-    assert main(["download", "fake"]) == 0  # the size alone looks right
-    capsys.readouterr()
+    dest.write_bytes(PAYLOAD[:-1] + b"\x00")  # right size, wrong bytes: hashed before first use
+    assert main(["download", "fake"]) == 1
+    assert "SHA-256 mismatch" in capsys.readouterr().err
     assert main(["download", "fake", "--verify"]) == 1
     assert "SHA-256 mismatch" in capsys.readouterr().err
 
@@ -91,7 +91,8 @@ def test_wrong_checksum_leaves_nothing(registry, monkeypatch, capsys):
     )
     assert main(["download", "fake", "--no-progress"]) == 1
     assert "failed verification" in capsys.readouterr().err
-    assert not any(ck.checkpoint_dir().iterdir())
+    # nothing but the (empty) lock file that serialises downloads of this file
+    assert [p.name for p in ck.checkpoint_dir().iterdir() if p.suffix != ".lock"] == []
 
 
 def test_offline_errors_say_where_to_put_the_file(registry, monkeypatch, capsys):
