@@ -6,6 +6,7 @@ import resource
 from typing import Any, Callable, Tuple
 
 import pytest
+import torch
 
 
 def _data_bytes() -> int:
@@ -18,6 +19,9 @@ def _data_bytes() -> int:
 
 
 def _child(conn, budget: int, fn: Callable, args: Tuple) -> None:
+    # A forked child inherits the parent's OpenMP thread pool without its threads: the first parallel torch
+    # operation would wait for them forever once the parent has used the pool (any earlier test did).
+    torch.set_num_threads(1)
     limit = _data_bytes() + budget
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     try:
