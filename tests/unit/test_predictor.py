@@ -90,8 +90,8 @@ def test_bad_prompts(model, image):
 def test_cache_skips_the_encoder(model, image):
     cache = EmbeddingCache()
     p = samkit.Predictor(model, cache=cache)
-    calls = []
-    handle = model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
+    calls = []  # the patch embedding runs once per encoder pass, on the plain and on the fast path
+    handle = model.image_encoder.patch_embed.register_forward_hook(lambda *a: calls.append(1))
     try:
         p.set_image(image)
         first = p.get_image_embedding().clone()
