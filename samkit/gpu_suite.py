@@ -232,13 +232,17 @@ def _timed(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int
 @torch.no_grad()
 def time_encoder(model: torch.nn.Module, dtype: Optional[torch.dtype] = None, batch_size: int = 1,
                  repeat: int = 5, warmup: int = 2) -> Dict[str, Any]:
-    """Image encoder throughput on ``B x 3 x S x S`` random input (``S = model.img_size``): images/s."""
+    """Image encoder throughput on ``B x 3 x S x S`` random input (``S = model.img_size``): images/s, on the
+    path :class:`samkit.Predictor` takes (:class:`samkit.fast.FastSam`)."""
+    from samkit.fast import FastSam
+
     dev = model.device
     x = torch.randn(batch_size, 3, model.img_size, model.img_size, device=dev)
+    encode = FastSam(model).encode_image
 
     def step():
         with autocast(dev, dtype):
-            model.image_encoder(x)
+            encode(x)
 
     times = _timed(step, dev, repeat, warmup)
     median = float(np.median(times))

@@ -14,10 +14,12 @@ from .postprocess import postprocess_masks
 class FastSam:
     """The same calls as :class:`~samkit.model.sam.Sam`, the same numbers (to float rounding), fewer operations.
 
-    It reads the model's weights at every call and never changes the model; training and anything run with
-    autograd on goes to the plain model (so do image encoders other than the ViT, and a ViT in train mode).
-    The fast path calls the small layers (``Linear``, ``LayerNorm``, ``PatchEmbed``, ...) but not the
-    encoder, decoder or attention modules' ``forward``: hooks on those need the plain model.
+    It reads the model's weights at every call and never changes the model. With autograd on (training), the
+    decoder keeps the plain attention order (the folded orders leave ``k_proj.bias`` out of the graph, which
+    DDP rejects) and the image encoder is the plain one, as are encoders other than the ViT and a ViT in train
+    mode; the rest is differentiable and gives the plain model's gradients. The fast path calls the small
+    layers (``Linear``, ``LayerNorm``, ``PatchEmbed``, ...) but not the encoder, decoder or attention modules'
+    ``forward``: hooks on those need the plain model.
 
     Args:
         model: the plain model.
@@ -72,9 +74,6 @@ class FastSam:
         ``image_embeddings``, valid only without ``mask_input``.
         """
         model = self.model
-        if torch.is_grad_enabled():
-            return model.encode_prompts_and_decode(image_embeddings, point_coords, point_labels, boxes,
-                                                   mask_input, multimask_output)
         if image_side is not None and mask_input is not None:
             raise ValueError("image_side is the image side without a mask input; pass one or the other")
         points = (point_coords, point_labels) if point_coords is not None else None
@@ -82,7 +81,8 @@ class FastSam:
         mask_slice = slice(1, None) if multimask_output else slice(0, 1)
         return decoder.predict_masks(model.mask_decoder, image_embeddings,
                                      image_pe if image_pe is not None else self.dense_pe(), sparse, dense,
-                                     mask_slice, side=image_side, fold_attention=self.fold_attention)
+                                     mask_slice, side=image_side,
+                                     fold_attention=self.fold_attention and not torch.is_grad_enabled())
 
     def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, ...],
                           original_size: Tuple[int, ...]) -> torch.Tensor:

@@ -173,18 +173,27 @@ def test_fast_encoder_equals_plain_encoder(img_size, monkeypatch):
         torch.testing.assert_close(FastSam(model).encode_image(x), ref, atol=1e-4, rtol=1e-4)
 
 
-def test_fast_sam_runs_the_plain_model_with_autograd(tiny):
-    emb = torch.randn(1, tiny.prompt_encoder.embed_dim, *tiny.prompt_encoder.image_embedding_size)
-    coords, labels = torch.tensor([[[100.0, 200.0]]]), torch.tensor([[1]])
-    fast = FastSam(tiny)
-    low, iou = fast.encode_prompts_and_decode(emb, coords, labels)
-    assert low.requires_grad  # the plain graph, trainable
-    ref_low, ref_iou = tiny.encode_prompts_and_decode(emb, coords, labels)
-    torch.testing.assert_close(low, ref_low)
-    with torch.no_grad():
-        out = fast.encode_prompts_and_decode(emb, coords, labels)
-    torch.testing.assert_close(out[0], ref_low.detach(), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(out[1], ref_iou.detach(), atol=1e-5, rtol=1e-4)
+def test_fast_sam_with_autograd_gives_the_plain_gradients(tiny):
+    """Training through FastSam: every decoder and prompt-encoder parameter gets the plain model's gradient
+    (the attention stays in the plain order, so DDP sees every parameter used)."""
+    emb = torch.randn(3, tiny.prompt_encoder.embed_dim, *tiny.prompt_encoder.image_embedding_size)
+    coords, labels = torch.rand(3, 2, 2) * 400, torch.tensor([[1, 0], [1, 1], [0, 1]])
+    mask = torch.randn(3, 1, *tiny.prompt_encoder.mask_input_size)
+    params = [p for n, p in tiny.named_parameters() if not n.startswith("image_encoder.")]
+    grads = []
+    for sam in (tiny, FastSam(tiny)):
+        low, iou = sam.encode_prompts_and_decode(emb, coords, labels, None, mask, True)
+        assert low.requires_grad
+        grads.append(torch.autograd.grad(low.square().mean() + iou.sum(), params, allow_unused=True))
+    used = [a is not None for a in grads[0]]
+    assert used == [b is not None for b in grads[1]] and sum(used) > 0.9 * len(params)  # box corners unused
+    for a, b in zip(*grads):
+        if a is not None:
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-3)
+    with torch.no_grad():  # and at inference (the folded order) the same numbers
+        ref = tiny.encode_prompts_and_decode(emb[:1], coords[:1], labels[:1])
+        out = FastSam(tiny).encode_prompts_and_decode(emb[:1], coords[:1], labels[:1])
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
 def _attributes(model):
