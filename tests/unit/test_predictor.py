@@ -141,3 +141,16 @@ def test_batched_images_match_single(model, image):
         assert out[0].shape == m.shape
         np.testing.assert_allclose(out[2], low, atol=1e-4)
         np.testing.assert_allclose(out[1], s, atol=1e-4)
+
+
+def test_set_embedding_equals_set_image(model, image):
+    p = samkit.Predictor(model)
+    p.set_image(image)
+    q = samkit.Predictor(model, cache=False)
+    q.set_embedding(p.get_image_embedding().clone(), image.shape[:2])
+    assert q.input_size == p.input_size and q.original_size == p.original_size
+    kw = dict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]), return_logits=True)
+    for a, b in zip(p.predict(**kw), q.predict(**kw)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="embedding must be a 1 x 96 x 32 x 32 tensor, got \\(2, 96, 32, 32\\)"):
+        q.set_embedding(torch.zeros(2, 96, 32, 32), (10, 10))
