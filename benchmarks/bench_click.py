@@ -96,8 +96,10 @@ def main(argv=None) -> int:
     parser.add_argument("--real-embedding", action="store_true", help="run the image encoder instead of "
                         "filling the cache with a random embedding")
     parser.add_argument("--json", default=None, help="write the results to this file")
-    parser.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc settings alone "
-                        "(by default samkit.fast.keep_freed_memory() is called at start, as for an interactive session)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (by default "
+                             "samkit.fast.keep_freed_memory() is called at start, as an "
+                             "interactive session would)")
     args = parser.parse_args(argv)
     malloc_tuned = False if args.default_malloc else samkit.fast.keep_freed_memory()
     if args.threads:

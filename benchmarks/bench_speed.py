@@ -211,7 +211,8 @@ def bench_encoders(official, ours, args, results: list, extra: dict) -> torch.Te
               flush=True)
         la0 = load()
         t = interleave({"official": run(official.image_encoder, f"official_{dtype}", bf16),
-                        "samkit": run(samkit.fast.FastSam(ours).encode_image, f"samkit_{dtype}", bf16)},
+                        "samkit": run(samkit.fast.FastSam(ours).encode_image, f"samkit_{dtype}",
+                                      bf16)},
                        args.warmup_enc, args.repeats_enc)
         la1 = load()
         mem = {}
@@ -418,8 +419,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's choice; 1 is faster on a crowded machine)")
     ap.add_argument("--default-malloc", action="store_true",
-                    help="leave glibc's malloc settings alone (by default samkit.fast.keep_freed_memory() is called "
-                         "at start: it applies to both implementations)")
+                    help="leave glibc's malloc settings alone (by default "
+                         "samkit.fast.keep_freed_memory() is called at start: it applies to both "
+                         "implementations)")
     ap.add_argument("--memory-child", nargs=3, metavar=("IMPL", "DTYPE", "CKPT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_child:

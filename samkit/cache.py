@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 
-#: encoder -> ((config name, its parameters' addresses and versions), fingerprint), dropped with the encoder
+#: encoder -> ((config name, its parameters' addresses and versions), fingerprint); an entry goes
+#: when its encoder does
 _FINGERPRINTS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 

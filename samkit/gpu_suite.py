@@ -232,8 +232,8 @@ def _timed(fn: Callable[[], Any], device: torch.device, repeat: int, warmup: int
 @torch.no_grad()
 def time_encoder(model: torch.nn.Module, dtype: Optional[torch.dtype] = None, batch_size: int = 1,
                  repeat: int = 5, warmup: int = 2) -> Dict[str, Any]:
-    """Image encoder throughput on ``B x 3 x S x S`` random input (``S = model.img_size``): images/s, on the
-    path :class:`samkit.Predictor` takes (:class:`samkit.fast.FastSam`)."""
+    """Image encoder throughput on ``B x 3 x S x S`` random input (``S = model.img_size``):
+    images/s, on the path :class:`samkit.Predictor` takes (:class:`samkit.fast.FastSam`)."""
     from samkit.fast import FastSam
 
     dev = model.device

@@ -5,9 +5,9 @@ Two graphs, as a browser or an edge deployment uses them:
 * the **decoder** (:func:`export_decoder`): prompt encoder + mask decoder (+ optionally the upsampling
   of the masks to the original image size), with the inputs and outputs of the official
   ``SamOnnxModel`` graph. Inside, the mask decoder is traced on the fast path
-  (:func:`samkit.fast.decoder.predict_masks`: the image-token attentions in the folded order, the same
-  function for any number of points, and the upscaling as matrix products); the prompt encoding and the
-  final upsampling are written out here, as the official graph does::
+  (:func:`samkit.fast.decoder.predict_masks`: the image-token attentions in the folded order, the
+  same function for any number of points, and the upscaling as matrix products); the prompt
+  encoding and the final upsampling are written out here, as the official graph does::
 
       image_embeddings  1 x C x E x E        float32  (the encoder's output)
       point_coords      1 x N x 2            float32  (x, y) in the model input frame (long side = img_size)
@@ -28,8 +28,8 @@ Two graphs, as a browser or an edge deployment uses them:
   and gives a box as two points labelled 2 and 3 (see :class:`OnnxPredictor`).
 
 * the **encoder** (:func:`export_encoder`, not exported by the official kit):
-  ``input_image`` ``1 x 3 x S x S`` (normalised, zero-padded) -> ``image_embeddings`` ``1 x C x E x E``,
-  traced from the plain :mod:`samkit.model` encoder.
+  ``input_image`` ``1 x 3 x S x S`` (normalised, zero-padded) -> ``image_embeddings``
+  ``1 x C x E x E``, traced from the plain :mod:`samkit.model` encoder.
 
 :class:`OnnxPredictor` runs both with onnxruntime behind the :class:`~samkit.Predictor` interface.
 """

@@ -7,9 +7,9 @@ clear errors, several images at once (:meth:`Predictor.set_images` / :meth:`Pred
 with ragged point prompts padded by label -1, and an :class:`~samkit.cache.EmbeddingCache` so that
 setting an image the model has already seen costs no encoder pass.
 
-By default the predictor runs the model through :class:`samkit.fast.FastSam` (the same numbers, fewer
-operations) and keeps the current image's :class:`samkit.fast.ImageSession` (``predictor.session``);
-``Predictor(model, fast=False)`` runs the plain model.
+By default the predictor runs the model through :class:`samkit.fast.FastSam` (the same numbers,
+fewer operations) and keeps the current image's :class:`samkit.fast.ImageSession`
+(``predictor.session``); ``Predictor(model, fast=False)`` runs the plain model.
 """
 from __future__ import annotations
 
@@ -97,8 +97,8 @@ class Predictor:
     Args:
         model: a :class:`~samkit.model.Sam`.
         cache: an :class:`EmbeddingCache`; ``None`` makes a private in-memory one, ``False`` disables caching.
-        fast: ``True`` runs the model through :class:`~samkit.fast.FastSam` (default), ``False`` runs the
-            plain model, a ``FastSam(model, ...)`` picks the speed-ups.
+        fast: ``True`` runs the model through :class:`~samkit.fast.FastSam` (default), ``False``
+            runs the plain model, a ``FastSam(model, ...)`` picks the speed-ups.
     """
 
     def __init__(self, model: Sam, cache: Union[EmbeddingCache, None, bool] = None,
@@ -106,7 +106,8 @@ class Predictor:
         self.model = model
         if isinstance(fast, FastSam):
             if fast.model is not model:
-                raise ValueError("fast is a FastSam of another model; pass FastSam(model) or fast=True")
+                raise ValueError("fast is a FastSam of another model; "
+                                 "pass FastSam(model) or fast=True")
             self.fast: Optional[FastSam] = fast
         else:
             self.fast = FastSam(model) if fast else None
@@ -150,14 +151,15 @@ class Predictor:
         self.is_image_set = True
 
     def set_embedding(self, embedding: torch.Tensor, original_size: Tuple[int, int]) -> None:
-        """Use a precomputed ``1 x C x E x E`` embedding of an image of ``original_size = (H, W)``."""
+        """Use a precomputed ``1 x C x E x E`` embedding of an image of size ``(H, W)``."""
         c, e = self.model.prompt_encoder.embed_dim, self.model.prompt_encoder.image_embedding_size
         if not isinstance(embedding, torch.Tensor) or tuple(embedding.shape) != (1, c, *e):
-            raise ValueError(f"embedding must be a 1 x {c} x {e[0]} x {e[1]} tensor, got "
-                             f"{tuple(getattr(embedding, 'shape', ())) or type(embedding).__name__}")
+            got = tuple(getattr(embedding, "shape", ())) or type(embedding).__name__
+            raise ValueError(f"embedding must be a 1 x {c} x {e[0]} x {e[1]} tensor, got {got}")
         self.reset_image()
         self.original_size = (int(original_size[0]), int(original_size[1]))
-        self.input_size = ResizeLongestSide.get_preprocess_shape(*self.original_size, self.model.img_size)
+        self.input_size = self.transform.get_preprocess_shape(*self.original_size,
+                                                              self.model.img_size)
         self.features = embedding.to(self.device)
         self.is_image_set = True
 
@@ -177,7 +179,9 @@ class Predictor:
         return features
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fast.encode_image(images) if self.fast is not None else self.model.image_encoder(images)
+        if self.fast is not None:
+            return self.fast.encode_image(images)
+        return self.model.image_encoder(images)
 
     @torch.no_grad()
     def set_images(self, images: Sequence[np.ndarray]) -> None:
@@ -220,8 +224,8 @@ class Predictor:
 
     @property
     def session(self) -> ImageSession:
-        """The current image's :class:`~samkit.fast.ImageSession`: its embedding, and what the decoder keeps
-        between prompts on it. A new one comes with every new embedding."""
+        """The current image's :class:`~samkit.fast.ImageSession`: its embedding, and what the
+        decoder keeps between prompts on it. A new one comes with every new embedding."""
         self._require_image()
         if self._session is None or self._session.features is not self.features:
             self._session = ImageSession(self.model, self.features, self.fast)
@@ -285,7 +289,8 @@ class Predictor:
             ``B x C x H x W`` masks, ``B x C`` IoU predictions, ``B x C x 256 x 256`` low-res logits.
         """
         session = self.session
-        low_res, iou = session.decode(point_coords, point_labels, boxes, mask_input, multimask_output)
+        low_res, iou = session.decode(point_coords, point_labels, boxes, mask_input,
+                                      multimask_output)
         masks = session.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
@@ -348,8 +353,8 @@ class Predictor:
                                           device=self.device)
             if coords_t is None and boxes_t is None:
                 raise ValueError(f"image {idx[0]} has neither points nor a box")
-            low_res, iou = sam.encode_prompts_and_decode(self.features[idx], coords_t, labels_t, boxes_t,
-                                                         None, multimask_output)
+            low_res, iou = sam.encode_prompts_and_decode(self.features[idx], coords_t, labels_t,
+                                                         boxes_t, None, multimask_output)
             for j, i in enumerate(idx):
                 m = sam.postprocess_masks(low_res[j: j + 1], in_sizes[i], sizes[i])[0]
                 m = m > self.model.mask_threshold if not return_logits else m.float()

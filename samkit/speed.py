@@ -1,14 +1,17 @@
-"""The decoder's speed ladder on the machine at hand: the plain model, then :class:`samkit.fast.FastSam` with
-its switches turned on one at a time, each rung timed and checked against the plain computation.
+"""The decoder's speed ladder on the machine at hand: the plain model, then
+:class:`samkit.fast.FastSam` with its speed-ups turned on one at a time, each rung timed and checked
+against the plain computation.
 
     from samkit.speed import decoder_ladder
-    rows = decoder_ladder(predictor, point_coords=np.array([[500, 375]]), point_labels=np.array([1]))
+    rows = decoder_ladder(predictor, point_coords=np.array([[500, 375]]),
+                          point_labels=np.array([1]))
 
     from samkit.fast import FastSam           # any combination, for a comparison of your own
     plain_order = samkit.Predictor(model, fast=FastSam(model, fold_attention=False))
 
-The side-by-side with Meta's ``segment-anything`` package (encoder, bf16, batched prompts, automatic masks,
-ONNX) is ``benchmarks/bench_speed.py`` (``make bench``); :func:`load_bench` reads the JSON it writes.
+The side-by-side with Meta's ``segment-anything`` package (encoder, bf16, batched prompts,
+automatic masks, ONNX) is ``benchmarks/bench_speed.py`` (``make bench``); :func:`load_bench` reads
+the JSON it writes.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from .predictor import Predictor
 
 _ALL_OFF = dict(fold_attention=False, keep_image_side=False, sparse_postprocess=False)
 
-#: rung name -> the FastSam switches at that rung (None: the plain model); each rung adds one speed-up.
+#: rung name -> the FastSam switches at that rung (None: the plain model); each adds one speed-up.
 RUNGS = (
     ("plain model (the official computation)", None),
     ("fast path: one image pass, upscaling and post-processing as matrix products", _ALL_OFF),
@@ -50,21 +53,24 @@ def _time_predict(predictor: Predictor, kwargs: Dict, repeat: int, warmup: int) 
 def decoder_ladder(predictor: Predictor, point_coords: Optional[np.ndarray] = None,
                    point_labels: Optional[np.ndarray] = None, box: Optional[np.ndarray] = None,
                    repeat: int = 10, warmup: int = 2) -> List[Dict]:
-    """Time ``predict`` on ``predictor``'s image (already set; three masks at the image's size) at each rung
-    of :data:`RUNGS`, with a predictor of its own per rung; each rung's logits are compared with the plain rung's.
+    """Time ``predict`` on ``predictor``'s image (already set; three masks at the image's size) at
+    each rung of :data:`RUNGS`, with a predictor of its own per rung; each rung's logits are
+    compared with the plain rung's.
 
-    Returns one dict per rung: ``rung``, ``ms`` (median), ``speedup`` (plain / this), ``max_abs_logit_diff``
-    and ``masks_equal`` (fraction of mask pixels identical to the plain rung's).
+    Returns one dict per rung: ``rung``, ``ms`` (median), ``speedup`` (plain / this),
+    ``max_abs_logit_diff`` and ``masks_equal`` (fraction of mask pixels equal to the plain rung's).
     """
     if not predictor.is_image_set:
         raise RuntimeError("no image is set: call predictor.set_image(image) before decoder_ladder")
     model = predictor.model
-    kwargs = dict(point_coords=point_coords, point_labels=point_labels, box=box, multimask_output=True)
+    kwargs = dict(point_coords=point_coords, point_labels=point_labels, box=box,
+                  multimask_output=True)
     rows: List[Dict] = []
     reference = None
     for name, switches in RUNGS:
-        rung = Predictor(model, cache=False, fast=False if switches is None else FastSam(model, **switches))
-        rung.set_embedding(predictor.features, predictor.original_size)  # the same image, a fresh session
+        fast = False if switches is None else FastSam(model, **switches)
+        rung = Predictor(model, cache=False, fast=fast)
+        rung.set_embedding(predictor.features, predictor.original_size)  # same image, fresh session
         seconds = _time_predict(rung, kwargs, repeat, warmup)
         logits, _, _ = rung.predict(return_logits=True, **kwargs)
         logits = np.asarray(logits, dtype=np.float32)

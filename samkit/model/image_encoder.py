@@ -6,8 +6,8 @@ carrying a decomposed relative position bias (MViTv2). A "neck" of two convoluti
 ``64 x 64 x D`` tokens to the ``256 x 64 x 64`` image embedding that the mask decoder reads.
 
 Shapes below are for vit_b (D = 768); ``tiny`` runs the same code at 512 px (32 x 32 tokens, D = 192).
-Attention is ``torch.nn.functional.scaled_dot_product_attention`` with the relative position bias as an
-additive mask: the paper's ``softmax(q k^T / sqrt(d) + bias) v`` in one fused call.
+Attention is ``torch.nn.functional.scaled_dot_product_attention`` with the relative position bias
+as an additive mask: the paper's ``softmax(q k^T / sqrt(d) + bias) v`` in one fused call.
 """
 from __future__ import annotations
 
@@ -110,12 +110,14 @@ class Attention(nn.Module):
         """``B x H x W x dim`` -> ``B x H x W x dim``."""
         B, H, W, _ = x.shape
         qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)                                               # B x heads x HW x d each
+        q, k, v = qkv.unbind(0)                                  # B x heads x HW x d each
         bias = None
         if self.use_rel_pos:
-            bias = decomposed_rel_pos_bias(q.flatten(0, 1), self.rel_pos_h, self.rel_pos_w, (H, W), (H, W))
+            bias = decomposed_rel_pos_bias(q.flatten(0, 1), self.rel_pos_h, self.rel_pos_w,
+                                           (H, W), (H, W))
             bias = bias.view(B, self.num_heads, H * W, H * W).to(q.dtype)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)          # softmax(q k^T / sqrt(d) + bias) v
+        # softmax(q k^T / sqrt(d) + bias) v, per head
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(x.transpose(1, 2).reshape(B, H, W, -1))
 
 
@@ -164,12 +166,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B x H x W x C
         shortcut = x
         x = self.norm1(x)
-        if self.window_size > 0:  # attention inside ws x ws windows, the grid zero-padded to fit them
+        if self.window_size > 0:  # attention inside ws x ws windows, the grid zero-padded to fit
             H, W = x.shape[1], x.shape[2]
-            x, pad_hw = window_partition(x, self.window_size)                 # (B * nW) x ws x ws x C
+            x, pad_hw = window_partition(x, self.window_size)    # (B * nW) x ws x ws x C
         x = self.attn(x)
         if self.window_size > 0:
-            x = window_unpartition(x, self.window_size, pad_hw, (H, W))       # B x H x W x C
+            x = window_unpartition(x, self.window_size, pad_hw, (H, W))  # B x H x W x C
         x = shortcut + self._residual(x)
         return x + self._residual(self.mlp(self.norm2(x)))
 

@@ -3,8 +3,8 @@ the image embedding is upscaled 4x and each mask token, through its own 3-layer 
 hypernetwork), becomes the weights of a dot product with every upscaled pixel.
 
 There are 4 mask tokens: token 0 is used when one mask is wanted (several prompts remove the
-ambiguity), tokens 1-3 give the three ambiguity-aware masks (whole, part, subpart). An extra IoU token
-predicts each mask's IoU with the object.
+ambiguity), tokens 1-3 give the three ambiguity-aware masks (whole, part, subpart). An extra IoU
+token predicts each mask's IoU with the object.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from .common import MLP, LayerNorm2d
 
 
 class MaskDecoder(nn.Module):
-    def __init__(self, *, transformer_dim: int, transformer: nn.Module, num_multimask_outputs: int = 3,
-                 activation: Type[nn.Module] = nn.GELU, iou_head_depth: int = 3,
-                 iou_head_hidden_dim: int = 256) -> None:
+    def __init__(self, *, transformer_dim: int, transformer: nn.Module,
+                 num_multimask_outputs: int = 3, activation: Type[nn.Module] = nn.GELU,
+                 iou_head_depth: int = 3, iou_head_hidden_dim: int = 256) -> None:
         super().__init__()
         self.transformer_dim = transformer_dim
         self.transformer = transformer
@@ -36,8 +36,10 @@ class MaskDecoder(nn.Module):
             activation(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(
-            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens))
-        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens))
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens,
+                                       iou_head_depth)
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
@@ -59,29 +61,31 @@ class MaskDecoder(nn.Module):
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                       sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
                       mask_slice: slice = slice(None)) -> Tuple[torch.Tensor, torch.Tensor]:
-        """All 4 masks (or those of ``mask_slice``): ``B x 4 x 256 x 256`` logits and ``B x 4`` IoU predictions."""
+        """All 4 masks (or those of ``mask_slice``): ``B x 4 x 256 x 256`` logits and ``B x 4`` IoU
+        predictions."""
         B = sparse_prompt_embeddings.shape[0]
         if image_embeddings.shape[0] not in (1, B):
-            raise ValueError(f"image_embeddings has batch {image_embeddings.shape[0]}; expected 1 or {B} "
-                             "(one per prompt)")
+            raise ValueError(f"image_embeddings has batch {image_embeddings.shape[0]}; "
+                             f"expected 1 or {B} (one per prompt)")
         # tokens: the IoU token, the 4 mask tokens, then the prompt tokens: B x (5 + K) x C
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings.to(output_tokens.dtype)], dim=1)
 
-        # one copy of the image per prompt, plus the dense prompt (a mask, or the "no mask" embedding)
+        # one copy of the image per prompt, plus the dense prompt (a mask, or "no mask")
         src = image_embeddings.expand(B, -1, -1, -1) + dense_prompt_embeddings  # B x C x h x w
         pos_src = image_pe.expand(B, -1, -1, -1)
         b, c, h, w = src.shape
 
-        hs, src = self.transformer(src, pos_src, tokens)                    # B x (5 + K) x C, B x hw x C
+        hs, src = self.transformer(src, pos_src, tokens)       # B x (5 + K) x C, B x hw x C
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
 
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))  # B x C/8 x 4h x 4w
+        src = src.transpose(1, 2).reshape(b, c, h, w)
+        upscaled = self.output_upscaling(src)                  # B x C/8 x 4h x 4w
         idx = range(self.num_mask_tokens)[mask_slice]
-        hyper_in = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in idx],
-                               dim=1)                                       # B x M x C/8
+        hyper_in = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
+                                for i in idx], dim=1)          # B x M x C/8
         b, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)  # B x M x 4h x 4w
         iou_pred = self.iou_prediction_head(iou_token_out)[:, mask_slice]

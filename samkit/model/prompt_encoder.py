@@ -91,7 +91,8 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image embedding grid: ``1 x C x E x E`` (E = 64 for the ViT models)."""
+        """Positional encoding of the image embedding grid: ``1 x C x E x E`` (E = 64 for the ViT
+        models)."""
         return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:

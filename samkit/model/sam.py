@@ -55,9 +55,10 @@ class Sam(nn.Module):
     def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, ...],
                           original_size: Tuple[int, ...]) -> torch.Tensor:
         """``B x C x 256 x 256`` low-res logits -> ``B x C x H x W`` logits in the original frame:
-        upsample to the padded ``img_size x img_size`` input, crop the padding (``input_size``, the resized
-        image), resize to ``original_size``."""
-        masks = F.interpolate(masks, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        upsample to the padded ``img_size x img_size`` input, crop the padding (``input_size``, the
+        resized image), resize to ``original_size``."""
+        size = (self.img_size, self.img_size)
+        masks = F.interpolate(masks, size, mode="bilinear", align_corners=False)
         masks = masks[..., : int(input_size[0]), : int(input_size[1])]
         return F.interpolate(masks, (int(original_size[0]), int(original_size[1])), mode="bilinear",
                              align_corners=False)

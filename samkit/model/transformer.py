@@ -1,12 +1,13 @@
 """The two-way transformer of the mask decoder (paper §3, appendix A, figure 14).
 
 Each of the two layers does four things: (1) self-attention on the tokens, (2) cross-attention from
-tokens to the image embedding, (3) an MLP on each token, (4) cross-attention from the image embedding
-back to the tokens. Positional encodings are re-added to the image keys and the prompt tokens at every
-attention. A final token-to-image attention follows the last layer.
+tokens to the image embedding, (3) an MLP on each token, (4) cross-attention from the image
+embedding back to the tokens. Positional encodings are re-added to the image keys and the prompt
+tokens at every attention. A final token-to-image attention follows the last layer.
 
-Shapes for the official models: ``N`` tokens (5 output tokens + the prompt tokens, about 7 for a click),
-``hw = 64 x 64 = 4096`` image tokens, width ``C = 256``, 8 heads; the cross-attentions work at ``C/2``.
+Shapes for the official models: ``N`` tokens (5 output tokens + the prompt tokens, about 7 for a
+click), ``hw = 64 x 64 = 4096`` image tokens, width ``C = 256``, 8 heads; the cross-attentions work
+at ``C/2``.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class Attention(nn.Module):
         self.embedding_dim = embedding_dim
         self.internal_dim = embedding_dim // downsample_rate
         self.num_heads = num_heads
-        assert self.internal_dim % num_heads == 0, "num_heads must divide embedding_dim / downsample_rate"
+        assert self.internal_dim % num_heads == 0, "num_heads must divide the internal width"
         self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
@@ -57,8 +58,8 @@ class Attention(nn.Module):
 class TwoWayAttentionBlock(nn.Module):
     """One layer: token self-attn, token->image attn, token MLP, image->token attn.
 
-    ``skip_first_layer_pe``: in the first layer the tokens *are* their positional encoding, so it is not
-    added again and the self-attention has no residual connection.
+    ``skip_first_layer_pe``: in the first layer the tokens *are* their positional encoding, so it is
+    not added again and the self-attention has no residual connection.
     """
 
     def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int = 2048,
@@ -67,17 +68,20 @@ class TwoWayAttentionBlock(nn.Module):
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads,
+                                                   attention_downsample_rate)
         self.norm2 = nn.LayerNorm(embedding_dim)
         self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads,
+                                                   attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
                 key_pe: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``queries, query_pe: B x N x C`` (tokens), ``keys, key_pe: B x hw x C`` (image) -> both updated."""
+        """``queries, query_pe: B x N x C`` (tokens), ``keys, key_pe: B x hw x C`` (image); returns
+        both updated."""
         # (1) tokens attend to themselves
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
@@ -97,8 +101,8 @@ class TwoWayAttentionBlock(nn.Module):
 
 
 class TwoWayTransformer(nn.Module):
-    """``image_embedding B x C x h x w``, ``image_pe B x C x h x w``, ``point_embedding B x N x C`` ->
-    (``tokens B x N x C``, ``image B x hw x C``)."""
+    """``image_embedding B x C x h x w``, ``image_pe B x C x h x w``, ``point_embedding B x N x C``
+    -> (``tokens B x N x C``, ``image B x hw x C``)."""
 
     def __init__(self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
                  activation: Type[nn.Module] = nn.ReLU, attention_downsample_rate: int = 2) -> None:
@@ -108,10 +112,11 @@ class TwoWayTransformer(nn.Module):
         self.num_heads = num_heads
         self.mlp_dim = mlp_dim
         self.layers = nn.ModuleList(
-            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, activation, attention_downsample_rate,
-                                 skip_first_layer_pe=(i == 0))
+            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, activation,
+                                 attention_downsample_rate, skip_first_layer_pe=(i == 0))
             for i in range(depth))
-        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads,
+                                                   attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
     def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,

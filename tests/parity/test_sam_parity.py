@@ -37,7 +37,8 @@ def ours_vit_b(official_vit_b):
 
 @pytest.fixture(scope="module", params=[True, False], ids=["fast", "plain"])
 def predictors(request, official_predictor, ours_vit_b):
-    """(official predictor, samkit predictor) on the same image; samkit's runs the fast path or the plain model."""
+    """(official predictor, samkit predictor) on the same image; samkit's runs the fast path or
+    the plain model."""
     p_ours = samkit.Predictor(ours_vit_b, fast=request.param)
     assert (p_ours.fast is None) != request.param
     p_ours.set_image(parity_image())
@@ -64,7 +65,7 @@ def test_predictions_match(predictors, case):
     p_off, p_ours = predictors
     kw = PROMPTS[case]
     m_off, s_off, l_off = p_off.predict(**kw)
-    p_ours.predict(**kw)  # on the fast path the second call on an image reuses the first layer's image side
+    p_ours.predict(**kw)  # on the fast path, the second call reuses the first layer's image side
     m_ours, s_ours, l_ours = p_ours.predict(**kw)
     assert np.abs(l_off - l_ours).max() <= 1e-4
     assert np.abs(s_off - s_ours).max() <= 1e-4
@@ -100,8 +101,9 @@ def test_predict_torch_batched_matches(predictors):
 @pytest.mark.parametrize("path", ["plain", "fast", "fast, image side kept"])
 @pytest.mark.parametrize("mask_input", [False, True])
 def test_decoder_matches_official(official_vit_b, ours_vit_b, path, mask_input):
-    """The prompt encoder + mask decoder on a random embedding, 4 prompts on one image (points and boxes; with
-    and without mask inputs), against the official modules: samkit's plain model and its fast path."""
+    """The prompt encoder + mask decoder on a random embedding, 4 prompts on one image (points and
+    boxes; with and without mask inputs), against the official modules: samkit's plain model and
+    its fast path."""
     from samkit.fast import FastSam, ImageSession
 
     official, ours = official_vit_b[0], ours_vit_b
@@ -109,11 +111,12 @@ def test_decoder_matches_official(official_vit_b, ours_vit_b, path, mask_input):
     emb = torch.randn(1, 256, 64, 64, generator=g)
     coords = torch.rand(4, 2, 2, generator=g) * 1000
     labels = torch.tensor([[1, 0], [1, 1], [0, 1], [1, -1]])
-    boxes = torch.tensor([[50.0, 60.0, 400.0, 500.0]]).repeat(4, 1) + torch.rand(4, 4, generator=g) * 50
+    boxes = torch.tensor([[50.0, 60.0, 400.0, 500.0]]) + torch.rand(4, 4, generator=g) * 50
     masks = torch.randn(4, 1, 256, 256, generator=g) * 4 if mask_input else None
     with torch.no_grad():
         sparse, dense = official.prompt_encoder(points=(coords, labels), boxes=boxes, masks=masks)
-        ref_low, ref_iou = official.mask_decoder(emb, official.prompt_encoder.get_dense_pe(), sparse, dense, True)
+        pe = official.prompt_encoder.get_dense_pe()
+        ref_low, ref_iou = official.mask_decoder(emb, pe, sparse, dense, True)
         if path == "plain":
             low, iou = ours.encode_prompts_and_decode(emb, coords, labels, boxes, masks, True)
         else:

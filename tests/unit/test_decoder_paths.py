@@ -1,4 +1,5 @@
-"""samkit.fast computes the same numbers as the plain model it reads its weights from, and keeps nothing on it."""
+"""samkit.fast computes the same numbers as the plain model it reads its weights from, and keeps
+nothing on it."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,10 +24,12 @@ def tiny():
 
 def _prompts(model, n=1, points=((100.0, 200.0), (300.0, 50.0)), labels=(1, 0), mask=None):
     pts = torch.tensor([list(points)] * n)
-    return model.prompt_encoder(points=(pts, torch.tensor([list(labels)] * n)), boxes=None, masks=mask)
+    lab = torch.tensor([list(labels)] * n)
+    return model.prompt_encoder(points=(pts, lab), boxes=None, masks=mask)
 
 
-@pytest.mark.parametrize("input_size,original_size", [((256, 192), (480, 360)), ((171, 256), (300, 449)),
+@pytest.mark.parametrize("input_size,original_size", [((256, 192), (480, 360)),
+                                                      ((171, 256), (300, 449)),
                                                       ((256, 256), (64, 64))])
 @pytest.mark.parametrize("batch", [1, 12])  # 3 planes: sparse matrices; 36: dense ones
 def test_postprocess_equals_two_bilinear_resizes(tiny, input_size, original_size, batch):
@@ -51,7 +54,8 @@ def test_resize_matrix_rows_sum_to_one():
 def _raster(blocked, h, w):
     """The fast upscaling's blocked pixel order back to ``B x C x 4h x 4w``."""
     b, _, c = blocked.shape
-    return blocked.reshape(b, h, w, 2, 2, 2, 2, c).permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, c, 4 * h, 4 * w)
+    out = blocked.reshape(b, h, w, 2, 2, 2, 2, c).permute(0, 7, 1, 3, 5, 2, 4, 6)
+    return out.reshape(b, c, 4 * h, 4 * w)
 
 
 def test_upscale_matches_transposed_convolutions(tiny):
@@ -59,7 +63,7 @@ def test_upscale_matches_transposed_convolutions(tiny):
     h = w = tiny.config.embedding_size
     src = torch.randn(2, h * w, dec.transformer_dim)
     with torch.no_grad():
-        ref = dec.output_upscaling(src.transpose(1, 2).reshape(2, -1, h, w))      # B x C/8 x 4h x 4w
+        ref = dec.output_upscaling(src.transpose(1, 2).reshape(2, -1, h, w))  # B x C/8 x 4h x 4w
         out = _raster(decoder.upscale(dec, src, h, w), h, w)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
@@ -70,7 +74,8 @@ def test_upscale_adds_high_res_features_after_each_step(tiny):
     h = w = tiny.config.embedding_size
     c = dec.transformer_dim
     src = torch.randn(2, h * w, c)
-    s0, s1 = torch.randn(2, c // 8, 4 * h, 4 * w), torch.randn(1, c // 4, 2 * h, 2 * w)  # s1 shared by both
+    s0 = torch.randn(2, c // 8, 4 * h, 4 * w)
+    s1 = torch.randn(1, c // 4, 2 * h, 2 * w)  # one for both prompts
     up1, norm, act1, up2, act2 = dec.output_upscaling
     with torch.no_grad():
         x = src.transpose(1, 2).reshape(2, c, h, w)
@@ -93,8 +98,8 @@ def test_to_blocked_is_the_upscaling_order():
 
 @pytest.mark.parametrize("multimask", [True, False])
 def test_fast_decoder_equals_plain_decoder(tiny, multimask):
-    """Five prompts on one image: the fast path (image batch 1, folded attention, token upscaling) against
-    the plain decoder, which repeats the image for each prompt."""
+    """Five prompts on one image: the fast path (image batch 1, folded attention, token upscaling)
+    against the plain decoder, which repeats the image for each prompt."""
     emb = torch.randn(1, tiny.prompt_encoder.embed_dim, *tiny.prompt_encoder.image_embedding_size)
     pe = tiny.prompt_encoder.get_dense_pe()
     sparse, dense = _prompts(tiny, n=5)
@@ -102,8 +107,10 @@ def test_fast_decoder_equals_plain_decoder(tiny, multimask):
     with torch.no_grad():
         ref = tiny.mask_decoder(emb, pe, sparse, dense, multimask)
         for fold in (True, False):
-            out = decoder.predict_masks(tiny.mask_decoder, emb, pe, sparse, dense, sl, fold_attention=fold)
-            assert out[0].shape == ref[0].shape == (5, 3 if multimask else 1, 4 * emb.shape[-2], 4 * emb.shape[-1])
+            out = decoder.predict_masks(tiny.mask_decoder, emb, pe, sparse, dense, sl,
+                                        fold_attention=fold)
+            side = 4 * emb.shape[-1]
+            assert out[0].shape == ref[0].shape == (5, 3 if multimask else 1, side, side)
             torch.testing.assert_close(out[0], ref[0], atol=1e-4, rtol=1e-4)
             torch.testing.assert_close(out[1], ref[1], atol=1e-5, rtol=1e-4)
         # one embedding per prompt and a mask input (no shared image side)
@@ -118,15 +125,17 @@ def test_fast_decoder_equals_plain_decoder(tiny, multimask):
 def test_decoders_reject_wrong_image_batch(tiny):
     pe = tiny.prompt_encoder
     emb = torch.randn(2, pe.embed_dim, *pe.image_embedding_size)
-    sparse, dense = pe(points=(torch.rand(3, 1, 2) * 100, torch.ones(3, 1, dtype=torch.long)), boxes=None, masks=None)
+    points = (torch.rand(3, 1, 2) * 100, torch.ones(3, 1, dtype=torch.long))
+    sparse, dense = pe(points=points, boxes=None, masks=None)
     with pytest.raises(ValueError, match="image_embeddings has batch 2"):
         tiny.mask_decoder(emb, pe.get_dense_pe(), sparse, dense, True)
     with pytest.raises(ValueError, match="image_embeddings has batch 2"):
         decoder.predict_masks(tiny.mask_decoder, emb, pe.get_dense_pe(), sparse, dense)
 
 
-@pytest.mark.parametrize("bq,nq,bk,nk", [(1, 7, 1, 1024), (3, 7, 1, 1024), (3, 7, 3, 1024), (1, 1024, 1, 7),
-                                         (1, 1024, 3, 7), (3, 1024, 3, 7), (2, 6, 2, 6)])
+@pytest.mark.parametrize("bq,nq,bk,nk", [(1, 7, 1, 1024), (3, 7, 1, 1024), (3, 7, 3, 1024),
+                                         (1, 1024, 1, 7), (1, 1024, 3, 7), (3, 1024, 3, 7),
+                                         (2, 6, 2, 6)])
 def test_attention_orders_agree(bq, nq, bk, nk):
     """Every evaluation order gives the plain attention's numbers (float64, random biases)."""
     torch.manual_seed(1)
@@ -139,9 +148,10 @@ def test_attention_orders_agree(bq, nq, bk, nk):
     v = torch.randn(bk, nk, 64, dtype=torch.float64)
     b = max(bq, bk)
     with torch.no_grad():
-        ref = attn(q.expand(b, -1, -1), k.expand(b, -1, -1), v.expand(b, -1, -1))  # the plain module
+        ref = attn(q.expand(b, -1, -1), k.expand(b, -1, -1), v.expand(b, -1, -1))  # plain module
         assert ref.shape == (b, nq, 64)
-        for order in (attention.projected, attention.few_queries, attention.few_keys, attention.attention):
+        for order in (attention.projected, attention.few_queries, attention.few_keys,
+                      attention.attention):
             torch.testing.assert_close(order(attn, q, k, v), ref, atol=1e-12, rtol=1e-10)
 
 
@@ -150,11 +160,11 @@ def test_attention_picks_the_folded_order_for_one_click():
     tokens, image = torch.zeros(1, 7, 256), torch.zeros(1, 4096, 256)
     assert attention.cheapest(attn, tokens, image) == "few_queries"
     assert attention.cheapest(attn, image, tokens) == "few_keys"
-    # 32 prompts on one shared image: projecting the image once is cheaper than folding into 32 x 7 tokens
+    # 32 prompts on one image: projecting the image once is cheaper than folding into 32 x 7 tokens
     assert attention.cheapest(attn, torch.zeros(32, 7, 256), image) == "projected"
 
 
-@pytest.mark.parametrize("img_size", [512, 448])  # 32 x 32 tokens; 28 x 28, padded to 32 x 32 for the windows
+@pytest.mark.parametrize("img_size", [512, 448])  # 32 x 32 tokens; 28 x 28 (padded to 32 x 32)
 def test_fast_encoder_equals_plain_encoder(img_size, monkeypatch):
     """Windowed blocks (with and without padding), global blocks whole and in chunks of queries."""
     torch.manual_seed(2)
@@ -168,13 +178,15 @@ def test_fast_encoder_equals_plain_encoder(img_size, monkeypatch):
     with torch.no_grad():
         ref = enc(x)
         torch.testing.assert_close(encoder.encode(enc, x), ref, atol=1e-4, rtol=1e-4)
-        monkeypatch.setattr(encoder, "MAX_BIAS_ELEMENTS", 2 * 6 * (img_size // 16) ** 2 * 100)  # 100 queries a chunk
+        chunked = 2 * 6 * (img_size // 16) ** 2 * 100  # batch x heads x keys x 100 queries
+        monkeypatch.setattr(encoder, "MAX_BIAS_ELEMENTS", chunked)
         torch.testing.assert_close(encoder.encode(enc, x), ref, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(FastSam(model).encode_image(x), ref, atol=1e-4, rtol=1e-4)
 
 
 def test_fast_sam_with_autograd_gives_the_plain_gradients(tiny):
-    """Training through FastSam: every decoder and prompt-encoder parameter gets the plain model's gradient
+    """Training through FastSam: every decoder and prompt-encoder parameter gets the plain model's
+    gradient
     (the attention stays in the plain order, so DDP sees every parameter used)."""
     emb = torch.randn(3, tiny.prompt_encoder.embed_dim, *tiny.prompt_encoder.image_embedding_size)
     coords, labels = torch.rand(3, 2, 2) * 400, torch.tensor([[1, 0], [1, 1], [0, 1]])
@@ -184,9 +196,11 @@ def test_fast_sam_with_autograd_gives_the_plain_gradients(tiny):
     for sam in (tiny, FastSam(tiny)):
         low, iou = sam.encode_prompts_and_decode(emb, coords, labels, None, mask, True)
         assert low.requires_grad
-        grads.append(torch.autograd.grad(low.square().mean() + iou.sum(), params, allow_unused=True))
+        loss = low.square().mean() + iou.sum()
+        grads.append(torch.autograd.grad(loss, params, allow_unused=True))
     used = [a is not None for a in grads[0]]
-    assert used == [b is not None for b in grads[1]] and sum(used) > 0.9 * len(params)  # box corners unused
+    assert used == [b is not None for b in grads[1]]
+    assert sum(used) > 0.9 * len(params)  # all but the box corners
     for a, b in zip(*grads):
         if a is not None:
             torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-3)
@@ -201,8 +215,9 @@ def _attributes(model):
 
 
 def test_session_keeps_the_first_layer_and_gives_the_same_masks(tiny):
-    """Clicks on one image: the second call builds the first layer's image side, later calls reuse it; a
-    mask input or changed weights fall back to the full computation. Same numbers; nothing on the model."""
+    """Clicks on one image: the second call builds the first layer's image side, later calls reuse
+    it; a mask input or changed weights fall back to the full computation. Same numbers; nothing is
+    set on the model."""
     pe_mod, dec = tiny.prompt_encoder, tiny.mask_decoder
     emb = torch.randn(1, pe_mod.embed_dim, *pe_mod.image_embedding_size)
     before = _attributes(tiny)
@@ -215,7 +230,8 @@ def test_session_keeps_the_first_layer_and_gives_the_same_masks(tiny):
         ref = tiny.encode_prompts_and_decode(emb, *args)  # the plain model, autograd on
         return out, tuple(r.detach() for r in ref)
 
-    clicks = [([[100.0, 200.0]], [1]), ([[300.0, 50.0]], [1]), ([[30.0, 60.0], [400.0, 410.0]], [1, 0])]
+    clicks = [([[100.0, 200.0]], [1]), ([[300.0, 50.0]], [1]),
+              ([[30.0, 60.0], [400.0, 410.0]], [1, 0])]
     for i, (pts, lab) in enumerate(clicks * 2):
         out, ref = call(pts, lab)
         torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
@@ -238,8 +254,9 @@ def test_session_keeps_the_first_layer_and_gives_the_same_masks(tiny):
 
 
 def test_session_not_kept_across_autocast_or_replaced_weights(tiny):
-    """Nothing is kept from a bf16 autocast call (its bf16 tensors would meet float32 queries later), and a kept
-    side is not used with weights that were replaced by new tensors, even with equal version counters."""
+    """Nothing is kept from a bf16 autocast call (its bf16 tensors would meet float32 queries
+    later), and a kept side is not used with weights replaced by new tensors, even with equal
+    versions."""
     pe_mod = tiny.prompt_encoder
     emb = torch.randn(1, pe_mod.embed_dim, *pe_mod.image_embedding_size)
     session = ImageSession(tiny, emb, FastSam(tiny))
@@ -285,7 +302,8 @@ def test_session_without_fast_is_the_plain_model(tiny):
         ref = tiny.encode_prompts_and_decode(emb, coords, labels)
         torch.testing.assert_close(out, ref, atol=0, rtol=0)
         low = torch.randn(1, 3, 128, 128)
-        torch.testing.assert_close(session.postprocess_masks(low, (512, 384), (600, 450)),
-                                   tiny.postprocess_masks(low, (512, 384), (600, 450)), atol=0, rtol=0)
+        sizes = (512, 384), (600, 450)
+        torch.testing.assert_close(session.postprocess_masks(low, *sizes),
+                                   tiny.postprocess_masks(low, *sizes), atol=0, rtol=0)
     with pytest.raises(ValueError, match="FastSam of another model"):
         ImageSession(tiny, emb, FastSam(samkit.build_model("tiny")))

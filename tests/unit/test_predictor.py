@@ -152,5 +152,6 @@ def test_set_embedding_equals_set_image(model, image):
     kw = dict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]), return_logits=True)
     for a, b in zip(p.predict(**kw), q.predict(**kw)):
         np.testing.assert_allclose(a, b, atol=1e-5)
-    with pytest.raises(ValueError, match="embedding must be a 1 x 96 x 32 x 32 tensor, got \\(2, 96, 32, 32\\)"):
+    wrong = r"must be a 1 x 96 x 32 x 32 tensor, got \(2, 96, 32, 32\)"
+    with pytest.raises(ValueError, match=wrong):
         q.set_embedding(torch.zeros(2, 96, 32, 32), (10, 10))

@@ -1,4 +1,5 @@
-"""samkit.speed's decoder ladder, and how the fast path is switched: per predictor, never process-wide."""
+"""samkit.speed's decoder ladder, and how the fast path is switched: per predictor, never for the
+whole process."""
 import ctypes
 import sys
 
@@ -31,7 +32,7 @@ def test_decoder_ladder_rungs_agree(model):
     for r in rows:
         assert r["ms"] > 0 and r["max_abs_logit_diff"] < 1e-3 and r["masks_equal"] > 0.999
     assert rows[0]["max_abs_logit_diff"] == 0.0
-    assert predictor.fast is not None and predictor.fast.fold_attention  # the caller's predictor is left as it was
+    assert predictor.fast is not None and predictor.fast.fold_attention  # the caller's is unchanged
     with pytest.raises(RuntimeError, match="no image is set"):
         decoder_ladder(samkit.Predictor(model), np.array([[40.0, 30.0]]), np.array([1]))
 
@@ -40,10 +41,11 @@ def test_predictor_fast_switch(model):
     image = np.random.default_rng(1).integers(0, 255, (80, 120, 3), dtype=np.uint8)
     kw = dict(point_coords=np.array([[60.0, 40.0]]), point_labels=np.array([1]), return_logits=True)
     out = {}
-    for name, fast in (("default", True), ("plain", False), ("custom", FastSam(model, fold_attention=False))):
+    custom = FastSam(model, fold_attention=False)
+    for name, fast in (("default", True), ("plain", False), ("custom", custom)):
         p = samkit.Predictor(model, cache=False, fast=fast)
         p.set_image(image)
-        out[name] = [p.predict(**kw) for _ in range(3)]  # the third click reuses the kept image side
+        out[name] = [p.predict(**kw) for _ in range(3)]  # the third reuses the kept image side
         assert (p.fast is None) == (name == "plain")
         assert p.session.fast is p.fast and p.session.features is p.features
     for name in ("default", "custom"):
@@ -55,7 +57,8 @@ def test_predictor_fast_switch(model):
 
 
 def test_predictor_leaves_malloc_alone(model, monkeypatch):
-    """Building a predictor and clicking changes nothing process-wide: no C library is loaded to call mallopt."""
+    """Building a predictor and clicking changes nothing for the whole process: no C library is
+    loaded to call mallopt."""
     loaded = []
     real = ctypes.CDLL
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: loaded.append(a) or real(*a, **k))
@@ -64,7 +67,8 @@ def test_predictor_leaves_malloc_alone(model, monkeypatch):
     p.predict(point_coords=np.array([[10.0, 10.0]]), point_labels=np.array([1]))
     assert loaded == []
     applied = keep_freed_memory()  # the explicit opt-in
-    assert isinstance(applied, bool) and applied == (len(loaded) == 1 and sys.platform.startswith("linux"))
+    assert isinstance(applied, bool)
+    assert applied == (len(loaded) == 1 and sys.platform.startswith("linux"))
 
 
 def test_load_bench(tmp_path):
