@@ -96,13 +96,18 @@ def main(argv=None) -> int:
     parser.add_argument("--real-embedding", action="store_true", help="run the image encoder instead of "
                         "filling the cache with a random embedding")
     parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (by default "
+                             "samkit.fast.keep_freed_memory() is called at start, as an "
+                             "interactive session would)")
     args = parser.parse_args(argv)
+    malloc_tuned = False if args.default_malloc else samkit.fast.keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
           f"{torch.get_num_threads()}, load average {load:.1f} (a busy machine inflates wall times; "
-          "the CPU-time column is less sensitive)")
+          f"the CPU-time column is less sensitive), malloc keeps freed memory: {malloc_tuned}")
     rows = [bench(name.strip(), args.clicks, args.real_embedding) for name in args.models.split(",") if name.strip()]
     head = f"{'model':8} {'embedding':24} {'click median':>13} {'p90':>8} {'CPU time':>9} {'decoder':>8} {'drawing':>8}"
     print(head)
@@ -117,7 +122,7 @@ def main(argv=None) -> int:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"load_average": load, "torch_threads": torch.get_num_threads(),
-                                   "results": rows}, indent=1))
+                                   "keep_freed_memory": malloc_tuned, "results": rows}, indent=1))
         print(f"wrote {out}")
     return 0
 

@@ -6,6 +6,8 @@ the two implementations are interleaved in one process, so machine load affects 
 figure is the median of the timed runs after warm-up. Peak memory of an encoder pass is measured in a
 fresh subprocess per implementation (growth of the peak RSS, ``VmHWM``, during the pass).
 
+samkit runs through ``samkit.fast.FastSam`` (what ``samkit.Predictor`` uses by default).
+
 Rows: vit_b encoder fp32 (s/image at 1024x1024), encoder under bf16 autocast, predict (ms per click: one
 point, masks returned at 640x480, embedding set), batched predict (16 prompts in one decoder call, ms per
 prompt), automatic mask generation (32x32 grid, embedding precomputed), ONNX decoder on onnxruntime
@@ -129,13 +131,13 @@ def memory_child(impl: str, dtype: str, checkpoint: str) -> None:
     if impl == "official":
         from segment_anything import sam_model_registry
 
-        model = sam_model_registry["vit_b"](checkpoint=checkpoint).eval()
+        encode = sam_model_registry["vit_b"](checkpoint=checkpoint).eval().image_encoder
     else:
-        model = samkit.load_model("vit_b", checkpoint=checkpoint)
+        encode = samkit.fast.FastSam(samkit.load_model("vit_b", checkpoint=checkpoint)).encode_image
     x = torch.randn(1, 3, 1024, 1024)
     before = psutil.Process().memory_info().rss / 2**20
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        model.image_encoder(x)
+        encode(x)
     peak = peak_rss_mb()
     print(json.dumps({"peak_rss_mb": peak, "rss_before_mb": before, "pass_mb": peak - before}))
 
@@ -193,10 +195,10 @@ def bench_encoders(official, ours, args, results: list, extra: dict) -> torch.Te
     x = encoder_input(official)
     emb = {}
 
-    def run(model, key, bf16=False):
+    def run(encode, key, bf16=False):
         def f():
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                emb[key] = model.image_encoder(x)
+                emb[key] = encode(x)
         return f
 
     rungs = [("fp32", False)] + ([("bf16", True)] if not args.no_bf16 else [])
@@ -204,8 +206,10 @@ def bench_encoders(official, ours, args, results: list, extra: dict) -> torch.Te
         print(f"encoder {dtype}: {args.warmup_enc} warm-up + {args.repeats_enc} timed runs each, interleaved ...",
               flush=True)
         la0 = load()
-        t = interleave({"official": run(official, f"official_{dtype}", bf16),
-                        "samkit": run(ours, f"samkit_{dtype}", bf16)}, args.warmup_enc, args.repeats_enc)
+        t = interleave({"official": run(official.image_encoder, f"official_{dtype}", bf16),
+                        "samkit": run(samkit.fast.FastSam(ours).encode_image, f"samkit_{dtype}",
+                                      bf16)},
+                       args.warmup_enc, args.repeats_enc)
         la1 = load()
         mem = {}
         if not args.no_memory and (dtype == "fp32" or not args.quick):
@@ -410,6 +414,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's choice; 1 is faster on a crowded machine)")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc settings alone (by default "
+                         "samkit.fast.keep_freed_memory() is called at start: it applies to both "
+                         "implementations)")
     ap.add_argument("--memory-child", nargs=3, metavar=("IMPL", "DTYPE", "CKPT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_child:
@@ -419,6 +427,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.warmup, args.clicks = (3, 10) if args.quick else (5, 30)
     args.amg_side, args.repeats_amg = (8, 1) if args.quick else (32, 2)
     rows = set(args.rows.split(","))
+    malloc_tuned = False if args.default_malloc else samkit.fast.keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -429,6 +438,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta = {"official_version": version("segment-anything"), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cores": os.cpu_count(), "cpu": platform.processor() or
             platform.machine(), "python": platform.python_version(), "quick": args.quick,
+            "keep_freed_memory": malloc_tuned,
             "load_start": load(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         meta["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))

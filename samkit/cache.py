@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Union
@@ -21,21 +23,26 @@ import torch
 from torch import nn
 
 
+#: encoder -> ((config name, its parameters' addresses and versions), fingerprint); an entry goes
+#: when its encoder does
+_FINGERPRINTS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
 def model_fingerprint(model: nn.Module) -> str:
     """A short hash of the image encoder's weights (a strided sample of every tensor) and config name.
 
-    Memoised on the module and recomputed only when a parameter changes (in-place updates bump the
+    Remembered per encoder and recomputed only when a parameter changes (in-place updates bump the
     tensors' version counters), so it is cheap to call before every encoder pass.
     """
     encoder = getattr(model, "image_encoder", model)
     params = list(encoder.parameters())
-    state = tuple((p.data_ptr(), p._version) for p in params)
-    memo = getattr(encoder, "_samkit_fingerprint", None)
+    name = str(getattr(getattr(model, "config", None), "name", type(encoder).__name__))
+    state = (name, tuple((p.data_ptr(), p._version) for p in params))
+    memo = _FINGERPRINTS.get(encoder)
     if memo is not None and memo[0] == state:
         return memo[1]
     h = hashlib.sha1()
-    config = getattr(model, "config", None)
-    h.update(str(getattr(config, "name", type(encoder).__name__)).encode())
+    h.update(name.encode())
     with torch.no_grad():
         for p in params:
             flat = p.detach().reshape(-1)
@@ -43,7 +50,7 @@ def model_fingerprint(model: nn.Module) -> str:
             h.update(str(tuple(p.shape)).encode())
             h.update(sample.tobytes())
     digest = h.hexdigest()[:16]
-    object.__setattr__(encoder, "_samkit_fingerprint", (state, digest))
+    _FINGERPRINTS[encoder] = (state, digest)
     return digest
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, ContextManager, List, Optional, Union
 import torch
 
 __all__ = ["pick_device", "autocast_dtype", "autocast", "make_scaler", "describe_device", "AMP_CHOICES",
-           "native_bf16", "synchronize", "time_calls", "keep_freed_memory"]
+           "native_bf16", "synchronize", "time_calls"]
 
 #: the values ``amp`` may take (TrainConfig.amp uses the last three).
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
@@ -185,36 +185,3 @@ def describe_device(device: DeviceLike) -> str:
     if dev.type == "cpu":
         return f"cpu · {torch.get_num_threads()} threads · torch {torch.__version__} · float32"
     return f"{dev} · torch {torch.__version__}"
-
-
-_MALLOC_TUNED: Optional[bool] = None
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's ``malloc`` keep freed tensor memory for the next operation (CPU inference speed).
-
-    By default glibc serves every block over ~128 KB-32 MB with a fresh ``mmap`` and returns it on ``free``:
-    each 4 MB activation of the mask decoder then page-faults in again on every click, which can cost a
-    quarter of a ViT-B decoder call on a small CPU. This raises the mmap threshold to 32 MB and the
-    trim threshold to 1 GiB (what ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do; PyTorch's
-    CPU tuning guide suggests jemalloc or tcmalloc for the same reason). The process keeps up to its peak
-    memory mapped. Called by :class:`samkit.Predictor` for CPU models; once per process; returns whether
-    it applied (False off glibc or when ``SAMKIT_KEEP_MALLOC=1`` asks to leave ``malloc`` alone).
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED is None:
-        import ctypes
-        import ctypes.util
-        import os
-        import sys
-
-        _MALLOC_TUNED = False
-        if sys.platform.startswith("linux") and os.environ.get("SAMKIT_KEEP_MALLOC") != "1":
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                m_trim_threshold, m_mmap_threshold = -1, -3
-                ok = libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30)
-                _MALLOC_TUNED = bool(ok)
-            except (OSError, AttributeError):  # not glibc (musl, ...): nothing to do
-                _MALLOC_TUNED = False
-    return _MALLOC_TUNED

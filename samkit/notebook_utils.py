@@ -320,8 +320,8 @@ def record_attention(decoder: torch.nn.Module):
         def hook(mod, args, kwargs, out, name=name):
             q, k = (kwargs.get("q"), kwargs.get("k")) if kwargs else args[:2]
             with torch.no_grad():
-                qh = mod._split(mod.q_proj(q))
-                kh = mod._split(mod.k_proj(k))
+                qh = mod._separate_heads(mod.q_proj(q))
+                kh = mod._separate_heads(mod.k_proj(k))
                 attn = torch.softmax(qh @ kh.transpose(-1, -2) / (qh.shape[-1] ** 0.5), dim=-1)
             maps[name] = attn.float().cpu()
         handles.append(sub.register_forward_hook(hook, with_kwargs=True))

@@ -4,8 +4,10 @@ Two graphs, as a browser or an edge deployment uses them:
 
 * the **decoder** (:func:`export_decoder`): prompt encoder + mask decoder (+ optionally the upsampling
   of the masks to the original image size), with the inputs and outputs of the official
-  ``SamOnnxModel`` graph (inside, the image-token attention is evaluated in samkit's folded order, the same
-  function for any number of points; see ``samkit.model.transformer.Attention``)::
+  ``SamOnnxModel`` graph. Inside, the mask decoder is traced on the fast path
+  (:func:`samkit.fast.decoder.predict_masks`: the image-token attentions in the folded order, the
+  same function for any number of points, and the upscaling as matrix products); the prompt
+  encoding and the final upsampling are written out here, as the official graph does::
 
       image_embeddings  1 x C x E x E        float32  (the encoder's output)
       point_coords      1 x N x 2            float32  (x, y) in the model input frame (long side = img_size)
@@ -26,7 +28,8 @@ Two graphs, as a browser or an edge deployment uses them:
   and gives a box as two points labelled 2 and 3 (see :class:`OnnxPredictor`).
 
 * the **encoder** (:func:`export_encoder`, not exported by the official kit):
-  ``input_image`` ``1 x 3 x S x S`` (normalised, zero-padded) -> ``image_embeddings`` ``1 x C x E x E``.
+  ``input_image`` ``1 x 3 x S x S`` (normalised, zero-padded) -> ``image_embeddings``
+  ``1 x C x E x E``, traced from the plain :mod:`samkit.model` encoder.
 
 :class:`OnnxPredictor` runs both with onnxruntime behind the :class:`~samkit.Predictor` interface.
 """
@@ -42,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast.decoder import predict_masks
 from .model.configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD
 from .model.sam import Sam
 from .predictor import as_rgb_uint8
@@ -114,9 +118,8 @@ class SamDecoderOnnx(nn.Module):
                 orig_im_size: Optional[torch.Tensor] = None):
         sparse = self.embed_points(point_coords, point_labels)
         dense = self.embed_mask(mask_input, has_mask_input)
-        low_res, iou = self.model.mask_decoder.predict_masks(
-            image_embeddings=image_embeddings, image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+        low_res, iou = predict_masks(self.model.mask_decoder, image_embeddings,
+                                     self.model.prompt_encoder.get_dense_pe(), sparse, dense)
         if self.return_single_mask:
             low_res, iou = self.select_single(low_res, iou, point_coords.shape[1])
         if not self.postprocess:

@@ -6,6 +6,10 @@ box, 256x256 mask-input logits, multimask slicing, threshold 0.0). Beyond it: in
 clear errors, several images at once (:meth:`Predictor.set_images` / :meth:`Predictor.predict_batch`)
 with ragged point prompts padded by label -1, and an :class:`~samkit.cache.EmbeddingCache` so that
 setting an image the model has already seen costs no encoder pass.
+
+By default the predictor runs the model through :class:`samkit.fast.FastSam` (the same numbers,
+fewer operations) and keeps the current image's :class:`samkit.fast.ImageSession`
+(``predictor.session``); ``Predictor(model, fast=False)`` runs the plain model.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 import torch
 
 from .cache import EmbeddingCache, image_key
-from .device import keep_freed_memory
+from .fast import FastSam, ImageSession
 from .model.sam import Sam
 from .transforms import ResizeLongestSide
 
@@ -139,12 +143,20 @@ class Predictor:
     Args:
         model: a :class:`~samkit.model.Sam`.
         cache: an :class:`EmbeddingCache`; ``None`` makes a private in-memory one, ``False`` disables caching.
+        fast: ``True`` runs the model through :class:`~samkit.fast.FastSam` (default), ``False``
+            runs the plain model, a ``FastSam(model, ...)`` picks the speed-ups.
     """
 
-    def __init__(self, model: Sam, cache: Union[EmbeddingCache, None, bool] = None) -> None:
+    def __init__(self, model: Sam, cache: Union[EmbeddingCache, None, bool] = None,
+                 fast: Union[bool, FastSam] = True) -> None:
         self.model = model
-        if self.model.device.type == "cpu":
-            keep_freed_memory()  # reuse activation memory between clicks (samkit.device.keep_freed_memory)
+        if isinstance(fast, FastSam):
+            if fast.model is not model:
+                raise ValueError("fast is a FastSam of another model; "
+                                 "pass FastSam(model) or fast=True")
+            self.fast: Optional[FastSam] = fast
+        else:
+            self.fast = FastSam(model) if fast else None
         self.transform = ResizeLongestSide(model.img_size)
         if cache is None or cache is True:
             cache = EmbeddingCache()
@@ -189,6 +201,19 @@ class Predictor:
         self.features = self._embed(transformed_image)
         self.is_image_set = True
 
+    def set_embedding(self, embedding: torch.Tensor, original_size: Tuple[int, int]) -> None:
+        """Use a precomputed ``1 x C x E x E`` embedding of an image of size ``(H, W)``."""
+        c, e = self.model.prompt_encoder.embed_dim, self.model.prompt_encoder.image_embedding_size
+        if not isinstance(embedding, torch.Tensor) or tuple(embedding.shape) != (1, c, *e):
+            got = tuple(getattr(embedding, "shape", ())) or type(embedding).__name__
+            raise ValueError(f"embedding must be a 1 x {c} x {e[0]} x {e[1]} tensor, got {got}")
+        self.reset_image()
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = self.transform.get_preprocess_shape(*self.original_size,
+                                                              self.model.img_size)
+        self.features = embedding.to(self.device)
+        self.is_image_set = True
+
     def _embed(self, transformed_image: torch.Tensor) -> torch.Tensor:
         key = image_key(self.model, transformed_image) if self.cache is not None else None
         if key is not None:
@@ -198,12 +223,17 @@ class Predictor:
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            features = self.model.image_encoder(self.model.preprocess(transformed_image.float()))
+            features = self._encode(self.model.preprocess(transformed_image.float()))
         self.model.train(was_training)
         _check_encoder_output(features)
         if key is not None:
             self.cache.put(key, features)
         return features
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        if self.fast is not None:
+            return self.fast.encode_image(images)
+        return self.model.image_encoder(images)
 
     @torch.no_grad()
     def set_images(self, images: Sequence[np.ndarray]) -> None:
@@ -228,7 +258,7 @@ class Predictor:
         if todo:
             was_training = self.model.training
             self.model.eval()
-            out = self.model.image_encoder(torch.cat(inputs))
+            out = self._encode(torch.cat(inputs))
             self.model.train(was_training)
             _check_encoder_output(out)
             for j, i in enumerate(todo):
@@ -245,8 +275,18 @@ class Predictor:
         self._require_image()
         return self.features
 
+    @property
+    def session(self) -> ImageSession:
+        """The current image's :class:`~samkit.fast.ImageSession`: its embedding, and what the
+        decoder keeps between prompts on it. A new one comes with every new embedding."""
+        self._require_image()
+        if self._session is None or self._session.features is not self.features:
+            self._session = ImageSession(self.model, self.features, self.fast)
+        return self._session
+
     def reset_image(self) -> None:
         self.is_image_set = False
+        self._session: Optional[ImageSession] = None
         self.features: Optional[torch.Tensor] = None
         self.original_size: Optional[Tuple[int, int]] = None
         self.input_size: Optional[Tuple[int, int]] = None
@@ -301,8 +341,7 @@ class Predictor:
             box_t = torch.as_tensor(b, dtype=torch.float, device=self.device)[None, :]
         if mask_input is not None:
             mask_t = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)[None]
-        low_res, iou = self.model.encode_prompts_and_decode(
-            self.features, coords_t, labels_t, box_t, mask_t, multimask_output)
+        low_res, iou = self.session.decode(coords_t, labels_t, box_t, mask_t, multimask_output)
         return low_res[0], iou[0]
 
     @torch.no_grad()
@@ -310,7 +349,7 @@ class Predictor:
         """``B x C x 256 x 256`` low-res logits of the current image -> ``B x C x H x W`` masks at the
         original image size: bool (logit > the model's threshold), or the logits with ``return_logits``."""
         self._require_image()
-        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        masks = self.session.postprocess_masks(low_res, self.input_size, self.original_size)
         return masks if return_logits else masks > self.model.mask_threshold
 
     @torch.no_grad()
@@ -327,8 +366,7 @@ class Predictor:
         """
         self._require_image()
         _check_finite_tensors(point_coords=point_coords, boxes=boxes, mask_input=mask_input)
-        low_res, iou = self.model.encode_prompts_and_decode(
-            self.features, point_coords, point_labels, boxes, mask_input, multimask_output)
+        low_res, iou = self.session.decode(point_coords, point_labels, boxes, mask_input, multimask_output)
         return self.upscale_masks(low_res, return_logits), iou, low_res
 
     @torch.no_grad()
@@ -375,6 +413,7 @@ class Predictor:
         for i, (c, _, _) in enumerate(per_image):
             groups.setdefault(0 if c is None else len(c), []).append(i)
         out: List[Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]] = [None] * B
+        sam = self.fast or self.model  # the same two calls either way
         for n, idx in groups.items():
             coords_t = labels_t = boxes_t = None
             if n > 0:
@@ -387,10 +426,10 @@ class Predictor:
                                           device=self.device)
             if coords_t is None and boxes_t is None:
                 raise ValueError(f"image {idx[0]} has neither points nor a box")
-            low_res, iou = self.model.encode_prompts_and_decode(self.features[idx], coords_t, labels_t, boxes_t,
-                                                                None, multimask_output)
+            low_res, iou = sam.encode_prompts_and_decode(self.features[idx], coords_t, labels_t,
+                                                         boxes_t, None, multimask_output)
             for j, i in enumerate(idx):
-                m = self.model.postprocess_masks(low_res[j: j + 1], in_sizes[i], sizes[i])[0]
+                m = sam.postprocess_masks(low_res[j: j + 1], in_sizes[i], sizes[i])[0]
                 m = m > self.model.mask_threshold if not return_logits else m.float()
                 out[i] = (m.cpu().numpy(), iou[j].float().cpu().numpy(), low_res[j].float().cpu().numpy())
         return out

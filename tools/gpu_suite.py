@@ -313,13 +313,16 @@ def time_encoder(
     warmup: int = 2,
 ) -> Dict[str, Any]:
     """Image encoder throughput on ``B x 3 x S x S`` random input (``S = model.img_size``):
-    images/s."""
+    images/s, on the path :class:`samkit.Predictor` takes (:class:`samkit.fast.FastSam`)."""
+    from samkit.fast import FastSam
+
     dev = model.device
     x = torch.randn(batch_size, 3, model.img_size, model.img_size, device=dev)
+    encode = FastSam(model).encode_image
 
     def step():
         with autocast(dev, dtype):
-            model.image_encoder(x)
+            encode(x)
 
     times = time_calls(step, repeat, warmup, dev)
     median = float(np.median(times))

@@ -1,18 +1,10 @@
 """Small building blocks shared by the encoder and the decoder."""
 from __future__ import annotations
 
-from typing import Dict, Type
+from typing import Type
 
 import torch
 from torch import nn
-
-#: The decoder's exact shortcuts at inference, each switchable for comparison (``samkit.speed.fast_paths``):
-#: the same numbers to float rounding, fewer operations. ``fold_attention``: image-token attention evaluated
-#: in the order with fewer multiply-adds (``transformer.Attention``); ``keep_image_side``: the first layer's
-#: image-side projections kept between clicks (``MaskDecoder._kept_image_side``; its image-to-token attention
-#: folds the output projection into the tokens whatever ``fold_attention`` says); ``sparse_postprocess``: the
-#: resize matrices of a few masks applied in sparse form on the CPU (``Sam.postprocess_masks``).
-FAST_PATHS: Dict[str, bool] = {"fold_attention": True, "keep_image_side": True, "sparse_postprocess": True}
 
 
 class LayerNorm2d(nn.Module):

@@ -6,9 +6,8 @@ carrying a decomposed relative position bias (MViTv2). A "neck" of two convoluti
 ``64 x 64 x D`` tokens to the ``256 x 64 x 64`` image embedding that the mask decoder reads.
 
 Shapes below are for vit_b (D = 768); ``tiny`` runs the same code at 512 px (32 x 32 tokens, D = 192).
-Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` with the relative
-position bias passed as an additive mask: mathematically the official ``softmax(q k^T / sqrt(d) + bias)``,
-but fused, which is faster on CPU and on GPU.
+Attention is ``torch.nn.functional.scaled_dot_product_attention`` with the relative position bias
+as an additive mask: the paper's ``softmax(q k^T / sqrt(d) + bias) v`` in one fused call.
 """
 from __future__ import annotations
 
@@ -77,32 +76,6 @@ def rel_pos_terms(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Ten
     return rel_h.reshape(B, q_h * q_w, k_h), rel_w.reshape(B, q_h * q_w, k_w)
 
 
-def _tracing() -> bool:
-    """True while exporting (TorchScript/ONNX tracing): plain out-of-place ops are used there."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-
-
-def expand_rel_pos_bias(rel_h: torch.Tensor, rel_w: torch.Tensor,
-                        out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``bias[b, q, kh * kw_size + kw] = rel_h[b, q, kh] + rel_w[b, q, kw]``.
-
-    Args:
-        rel_h: ``... x Q x kh``; rel_w: ``... x Q x kw`` (see :func:`rel_pos_terms`).
-        out: optional preallocated contiguous ``... x Q x kh x kw`` buffer to write into (no autograd).
-    Returns:
-        ``... x Q x (kh*kw)``, contiguous.
-    """
-    k_h, k_w = rel_h.shape[-1], rel_w.shape[-1]
-    if out is None:
-        if _tracing() or (torch.is_grad_enabled() and (rel_h.requires_grad or rel_w.requires_grad)):
-            return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(*rel_h.shape[:-1], k_h * k_w)
-        # Allocating the output explicitly keeps it contiguous: the broadcasting add of einsum's
-        # (possibly permuted) outputs would otherwise need one more full copy of the bias.
-        out = torch.empty(*rel_h.shape, k_w, dtype=torch.result_type(rel_h, rel_w), device=rel_h.device)
-    torch.add(rel_h[..., :, None], rel_w[..., None, :], out=out)
-    return out.view(*rel_h.shape[:-1], k_h * k_w)
-
-
 def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
                             q_size: Tuple[int, int], k_size: Tuple[int, int]) -> torch.Tensor:
     """The additive attention bias of MViTv2: ``bias[q, k] = q . R_h[qh, kh] + q . R_w[qw, kw]``.
@@ -113,43 +86,8 @@ def decomposed_rel_pos_bias(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w:
         ``B x (qh*qw) x (kh*kw)`` bias to add to the attention logits.
     """
     rel_h, rel_w = rel_pos_terms(q, rel_pos_h, rel_pos_w, q_size, k_size)
-    return expand_rel_pos_bias(rel_h, rel_w)
-
-
-# Largest attention bias (in elements) materialised at once by the inference path; beyond it the
-# queries are processed in chunks (vit_b's global blocks: 12 x 4096 x 4096 = 201M elements, 805 MB).
-MAX_BIAS_ELEMENTS = 1 << 26
-
-
-def rel_pos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_pos_h: torch.Tensor,
-                      rel_pos_w: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d) + bias) v`` with the decomposed relative position bias.
-
-    Args:
-        q, k, v: ``B x heads x (H*W) x d`` (any strides).
-        size: the token grid ``(H, W)``.
-    Returns:
-        ``B x heads x (H*W) x d``.
-
-    Without gradients, the bias is written into a preallocated buffer and, when it would exceed
-    :data:`MAX_BIAS_ELEMENTS`, built and consumed one chunk of queries at a time, so that vit_b's
-    global blocks never hold the full 805 MB bias. The result is the same (to float rounding).
-    """
-    B, nh, L, d = q.shape
-    rel_h, rel_w = rel_pos_terms(q.reshape(B * nh, L, d), rel_pos_h, rel_pos_w, size, size)
-    rel_h, rel_w = rel_h.view(B, nh, L, -1).to(q.dtype), rel_w.view(B, nh, L, -1).to(q.dtype)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, rel_h, rel_w))
-    if needs_grad or _tracing() or B * nh * L * L <= MAX_BIAS_ELEMENTS:
-        bias = expand_rel_pos_bias(rel_h, rel_w)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    chunk = max(1, MAX_BIAS_ELEMENTS // (B * nh * L))
-    out = torch.empty(B, L, nh, v.shape[-1], dtype=q.dtype, device=q.device).transpose(1, 2)
-    buf = torch.empty(B, nh, chunk, rel_h.shape[-1], rel_w.shape[-1], dtype=q.dtype, device=q.device)
-    for s in range(0, L, chunk):
-        e = min(s + chunk, L)
-        bias = expand_rel_pos_bias(rel_h[:, :, s:e], rel_w[:, :, s:e], out=buf[:, :, : e - s])
-        out[:, :, s:e] = F.scaled_dot_product_attention(q[:, :, s:e], k, v, attn_mask=bias)
-    return out
+    B, L, k_h = rel_h.shape
+    return (rel_h[:, :, :, None] + rel_w[:, :, None, :]).reshape(B, L, k_h * rel_w.shape[-1])
 
 
 class Attention(nn.Module):
@@ -160,7 +98,6 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         head_dim = dim // num_heads
-        self.scale = head_dim ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = use_rel_pos
@@ -169,21 +106,19 @@ class Attention(nn.Module):
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
-    def attend(self, qkv: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-        """Attention from precomputed ``qkv``: ``B x (H*W) x 3*dim`` -> ``B x (H*W) x dim`` (before ``proj``)."""
-        B, L, _ = qkv.shape
-        q, k, v = qkv.view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)  # B x heads x L x d
-        if self.use_rel_pos:
-            x = rel_pos_attention(q, k, v, self.rel_pos_h, self.rel_pos_w, size)
-        else:
-            x = F.scaled_dot_product_attention(q, k, v)
-        return x.transpose(1, 2).reshape(B, L, -1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``B x H x W x dim`` -> ``B x H x W x dim``."""
         B, H, W, _ = x.shape
-        qkv = self.qkv(x).reshape(B, H * W, -1)
-        return self.proj(self.attend(qkv, (H, W)).view(B, H, W, -1))
+        qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)                                  # B x heads x HW x d each
+        bias = None
+        if self.use_rel_pos:
+            bias = decomposed_rel_pos_bias(q.flatten(0, 1), self.rel_pos_h, self.rel_pos_w,
+                                           (H, W), (H, W))
+            bias = bias.view(B, self.num_heads, H * W, H * W).to(q.dtype)
+        # softmax(q k^T / sqrt(d) + bias) v, per head
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(x.transpose(1, 2).reshape(B, H, W, -1))
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -228,36 +163,15 @@ class Block(nn.Module):
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         return stochastic_depth(x, self.drop_path, "row", self.training) if self.drop_path > 0 else x
 
-    def _windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention inside ``ws x ws`` windows of the normalised ``B x H x W x C`` tokens.
-
-        Same result as the official partition -> attention -> unpartition, with less work: the grid is
-        zero-padded to a multiple of the window size *after* ``norm1``, so a padding token's q/k/v is just
-        the ``qkv`` bias. ``qkv`` therefore runs on the H*W real tokens only and the padding is filled with
-        its bias; ``proj`` (per token) runs after the padding is cropped again.
-        """
-        B, H, W, C = x.shape
-        ws = self.window_size
-        qkv = self.attn.qkv(x)                                        # B x H x W x 3C
-        pad_h, pad_w = (ws - H % ws) % ws, (ws - W % ws) % ws
-        if pad_h or pad_w:
-            bias = self.attn.qkv.bias
-            fill = bias.to(qkv.dtype) if bias is not None else qkv.new_zeros(qkv.shape[-1])
-            fill = fill.view(1, 1, 1, -1)
-            qkv = torch.cat([qkv, fill.expand(B, H, pad_w, -1)], dim=2)
-            qkv = torch.cat([qkv, fill.expand(B, pad_h, W + pad_w, -1)], dim=1)
-        windows, pad_hw = window_partition(qkv, ws)                   # (B * nW) x ws x ws x 3C
-        out = self.attn.attend(windows.view(windows.shape[0], ws * ws, -1), (ws, ws))
-        out = window_unpartition(out.view(-1, ws, ws, C), ws, pad_hw, (H, W))  # B x H x W x C
-        return self.attn.proj(out)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # B x H x W x C
         shortcut = x
         x = self.norm1(x)
+        if self.window_size > 0:  # attention inside ws x ws windows, the grid zero-padded to fit
+            H, W = x.shape[1], x.shape[2]
+            x, pad_hw = window_partition(x, self.window_size)    # (B * nW) x ws x ws x C
+        x = self.attn(x)
         if self.window_size > 0:
-            x = self._windowed_attention(x)
-        else:
-            x = self.attn(x)
+            x = window_unpartition(x, self.window_size, pad_hw, (H, W))  # B x H x W x C
         x = shortcut + self._residual(x)
         return x + self._residual(self.mlp(self.norm2(x)))
 

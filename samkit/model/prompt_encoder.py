@@ -91,23 +91,9 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image embedding grid: ``1 x C x E x E`` (E = 64 for the ViT models).
-
-        Outside autograd it is computed once and reused until the Gaussian matrix changes (a new
-        checkpoint, a move to another device or dtype): it costs a few ms of sines and cosines per click.
-        """
-        if torch.is_grad_enabled():
-            return self.pe_layer(self.image_embedding_size).unsqueeze(0)
-        g = self.pe_layer.positional_encoding_gaussian_matrix
-        key = (g.data_ptr(), g._version, g.device, g.dtype)
-        cached = getattr(self, "_dense_pe_cache", None)
-        if cached is None or cached[0] != key:
-            # usable from inference mode and outside it; in full precision even when the first call
-            # comes under autocast (later float32 calls get the same tensor)
-            with torch.inference_mode(False), torch.no_grad(), torch.autocast(g.device.type, enabled=False):
-                cached = (key, self.pe_layer(self.image_embedding_size).unsqueeze(0))
-            self._dense_pe_cache = cached
-        return cached[1]
+        """Positional encoding of the image embedding grid: ``1 x C x E x E`` (E = 64 for the ViT
+        models)."""
+        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``B x N x 2`` points (input frame) and ``B x N`` labels -> ``B x N(+1) x C``."""

@@ -6,41 +6,17 @@ so ``sam_vit_b_01ec64.pth`` and ``mobile_sam.pt`` load with ``strict=True``.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import FAST_PATHS
 from .configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, SamConfig, TinyViTConfig, get_config
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .transformer import TwoWayTransformer
-
-
-@functools.lru_cache(maxsize=32)
-def resize_matrix(n_low: int, n_padded: int, n_input: int, n_out: int) -> torch.Tensor:
-    """``n_out x n_low`` matrix of one axis of :meth:`Sam.postprocess_masks`: bilinear resize
-    (``align_corners=False``, as ``F.interpolate``) from ``n_low`` to ``n_padded``, keep the first
-    ``n_input``, bilinear resize to ``n_out``. Built by pushing an identity through the same calls."""
-    def along_rows(x: torch.Tensor, n: int) -> torch.Tensor:  # resize the first axis of a 2-D tensor
-        return F.interpolate(x[None, None], (n, x.shape[1]), mode="bilinear", align_corners=False)[0, 0]
-
-    eye = torch.eye(n_low, dtype=torch.float64)
-    return along_rows(along_rows(eye, n_padded)[:n_input], n_out).float()
-
-
-@functools.lru_cache(maxsize=32)
-def sparse_resize_matrix(n_low: int, n_padded: int, n_input: int, n_out: int) -> torch.Tensor:
-    """:func:`resize_matrix` in compressed sparse rows: each output pixel mixes at most 3 low-res ones."""
-    import warnings
-
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only the CSR @ dense product
-        warnings.simplefilter("ignore", UserWarning)
-        return resize_matrix(n_low, n_padded, n_input, n_out).to_sparse_csr()
 
 
 class Sam(nn.Module):
@@ -79,28 +55,13 @@ class Sam(nn.Module):
     def postprocess_masks(self, masks: torch.Tensor, input_size: Tuple[int, ...],
                           original_size: Tuple[int, ...]) -> torch.Tensor:
         """``B x C x 256 x 256`` low-res logits -> ``B x C x H x W`` logits in the original frame:
-        upsample to the padded input, crop the padding, resize to the original size.
-
-        The official code does this as two bilinear resizes and a crop. All three are linear and act on
-        rows and columns separately, so they compose into one ``H x 256`` row matrix and one ``W x 256``
-        column matrix: ``R @ masks @ C^T`` gives the same logits (to float rounding) without the
-        ``1024 x 1024`` intermediate.
-        """
-        shape = (masks.shape[-2], self.img_size, int(input_size[0]), int(original_size[0])), \
-            (masks.shape[-1], self.img_size, int(input_size[1]), int(original_size[1]))
-        planes = masks.shape[0] * masks.shape[1]
-        if FAST_PATHS["sparse_postprocess"] and masks.device.type == "cpu" and masks.dtype == torch.float32 \
-                and planes <= 32 and not torch.compiler.is_compiling() and \
-                not (torch.is_grad_enabled() and masks.requires_grad):
-            # a few masks on the CPU (a click): the same matrices, stored sparse, 2-3x faster
-            rows, cols = sparse_resize_matrix(*shape[0]), sparse_resize_matrix(*shape[1])
-            y = torch.cat([rows @ plane for plane in masks.reshape(planes, *masks.shape[-2:])])  # (n H) x w
-            return (cols @ y.T).T.reshape(*masks.shape[:2], rows.shape[0], cols.shape[0])
-        rows, cols = resize_matrix(*shape[0]), resize_matrix(*shape[1])
-        rows, cols = rows.to(masks.device, masks.dtype), cols.to(masks.device, masks.dtype)
-        if rows.shape[0] <= cols.shape[0]:
-            return (rows @ masks) @ cols.T
-        return rows @ (masks @ cols.T)
+        upsample to the padded ``img_size x img_size`` input, crop the padding (``input_size``, the
+        resized image), resize to ``original_size``."""
+        size = (self.img_size, self.img_size)
+        masks = F.interpolate(masks, size, mode="bilinear", align_corners=False)
+        masks = masks[..., : int(input_size[0]), : int(input_size[1])]
+        return F.interpolate(masks, (int(original_size[0]), int(original_size[1])), mode="bilinear",
+                             align_corners=False)
 
     def encode_prompts_and_decode(self, image_embeddings: torch.Tensor, point_coords=None, point_labels=None,
                                   boxes=None, mask_input=None, multimask_output: bool = True

@@ -133,7 +133,8 @@ def _assert_same_records(ref: list, out: list) -> None:
         assert union == 0 or (sa & sb).sum() / union >= 0.999, (i, (sa != sb).sum())
 
 
-def test_amg_matches_official(model_pair):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
+def test_amg_matches_official(model_pair, fast):
     from segment_anything import SamAutomaticMaskGenerator
 
     official, ours = model_pair
@@ -147,7 +148,8 @@ def test_amg_matches_official(model_pair):
               stability_score_offset=0.5, box_nms_thresh=0.999)
     with swapped_encoders(model_pair, shared):
         ref = SamAutomaticMaskGenerator(official, **kw).generate(image)
-        out = AutomaticMaskGenerator(ours, progress=False, **kw).generate(image)
+        ours_p = samkit.Predictor(ours, fast=fast)
+        out = AutomaticMaskGenerator(ours_p, progress=False, **kw).generate(image)
     _assert_same_records(ref, out)
     # the filters and NMS were active: fewer records than the 3 * 16 candidates
     assert len(out) < 48
@@ -156,7 +158,8 @@ def test_amg_matches_official(model_pair):
 
 
 @pytest.mark.slow
-def test_amg_matches_official_with_crops(model_pair):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
+def test_amg_matches_official_with_crops(model_pair, fast):
     """One crop layer (5 crops): crop boxes, per-crop grids, crop-edge filter, NMS across crops, COCO RLE."""
     from segment_anything import SamAutomaticMaskGenerator
 
@@ -171,6 +174,7 @@ def test_amg_matches_official_with_crops(model_pair):
               box_nms_thresh=0.999, crop_n_layers=1, crop_nms_thresh=0.999, output_mode="coco_rle")
     with swapped_encoders(model_pair, [stand_in, stand_in]):
         ref = SamAutomaticMaskGenerator(official, **kw).generate(image)
-        out = AutomaticMaskGenerator(ours, progress=False, **kw).generate(image)
+        ours_p = samkit.Predictor(ours, fast=fast)
+        out = AutomaticMaskGenerator(ours_p, progress=False, **kw).generate(image)
     _assert_same_records(ref, out)
     assert all(isinstance(r["segmentation"]["counts"], str) for r in out)

@@ -107,9 +107,10 @@ PROMPTS = {
 
 
 @pytest.mark.slow
-def test_predictor_matches_official(official, checkpoint):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
+def test_predictor_matches_official(official, checkpoint, fast):
     model = samkit.load_model("vit_t", checkpoint=checkpoint)  # loads every key strictly
-    mine = samkit.Predictor(model, cache=False)
+    mine = samkit.Predictor(model, cache=False, fast=fast)
     theirs = SamPredictor(official)
     image = np.random.default_rng(0).integers(0, 256, size=(375, 500, 3), dtype=np.uint8)
     mine.set_image(image)

@@ -90,8 +90,8 @@ def test_bad_prompts(model, image):
 def test_cache_skips_the_encoder(model, image):
     cache = EmbeddingCache()
     p = samkit.Predictor(model, cache=cache)
-    calls = []
-    handle = model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
+    calls = []  # the patch embedding runs once per encoder pass, on the plain and on the fast path
+    handle = model.image_encoder.patch_embed.register_forward_hook(lambda *a: calls.append(1))
     try:
         p.set_image(image)
         first = p.get_image_embedding().clone()
@@ -162,3 +162,17 @@ def test_predict_low_res_and_upscale_give_predict():
     fed, _ = predictor.predict_low_res(point, label, mask_input=low_np[:1], multimask_output=False)
     np.testing.assert_allclose(fed.numpy(), predictor.predict(point, label, mask_input=low[:1],
                                                               multimask_output=False)[2], atol=1e-5)
+
+
+def test_set_embedding_equals_set_image(model, image):
+    p = samkit.Predictor(model)
+    p.set_image(image)
+    q = samkit.Predictor(model, cache=False)
+    q.set_embedding(p.get_image_embedding().clone(), image.shape[:2])
+    assert q.input_size == p.input_size and q.original_size == p.original_size
+    kw = dict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]), return_logits=True)
+    for a, b in zip(p.predict(**kw), q.predict(**kw)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    wrong = r"must be a 1 x 96 x 32 x 32 tensor, got \(2, 96, 32, 32\)"
+    with pytest.raises(ValueError, match=wrong):
+        q.set_embedding(torch.zeros(2, 96, 32, 32), (10, 10))
