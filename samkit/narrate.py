@@ -303,13 +303,19 @@ def training_settings(model: str, steps: int, n_images: int, epochs: int, masks_
 
 
 def decoder_training(before: float, after: float, upper: float, before_confident: float, after_confident: float,
-                     upper_confident: float, steps: int, n_masks: int) -> str:
-    """The held-out one-click mIoU of the re-initialised, the trained, and the original decoder."""
+                     upper_confident: float, steps: int, n_masks: int, loss_first: float, loss_last: float) -> str:
+    """What the training did: the loss on its own masks (what a few steps can do) and the held-out one-click
+    mIoU of the re-initialised, the trained, and the original decoder (what they cannot, or can)."""
     gap = upper - before
     gained = after - before
-    text = (f"On {n_masks} held-out masks (one click, best of 3 masks) the re-initialised decoder scores "
-            f"**{num(before)}**, the decoder after {steps} steps **{num(after)}**, and the original trained decoder "
-            f"(the upper bound this experiment can reach) **{num(upper)}**. ")
+    if loss_last < 0.8 * loss_first:
+        text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} over {steps} steps: the decoder "
+                "learns to fit the masks it is trained on. ")
+    else:
+        text = (f"The training loss barely moved over {steps} steps ({num(loss_first)} → {num(loss_last)}). ")
+    text += (f"On {n_masks} held-out masks (one click, best of 3 masks) the re-initialised decoder scores "
+             f"**{num(before)}**, the decoder after {steps} steps **{num(after)}**, and the original trained decoder "
+             f"(the upper bound this experiment can reach) **{num(upper)}**. ")
     if gap <= 0.02:
         return text + ("The re-initialised decoder is already within 0.02 of the original one on these masks, so "
                        "this evaluation cannot show what training adds.")

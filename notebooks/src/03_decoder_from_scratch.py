@@ -224,8 +224,9 @@ print(f"held-out one-click mIoU on {miou_before['n_masks']} masks: re-initialise
 
 # %% tags=["nbval-ignore-output"]
 result = train(cfg)
-train_seconds = result.history[-1]["time"] if result.history else float("nan")
-print(f"{result.steps} steps in {train_seconds:.1f} s (embeddings excluded); final loss {result.final_loss:.3f}")
+train_seconds = sum(r["step_time"] for r in result.history)
+print(f"{result.steps} steps in {train_seconds:.1f} s (embeddings and evaluations excluded); "
+      f"final loss {result.final_loss:.3f}")
 S.say(narrate.course_time, what="Training the decoder", our_seconds=train_seconds, our_units=epochs, unit="epochs",
       device=str(S.device), course_seconds=paper.COURSE_DECODER_RUN.value["seconds"],
       course_units=paper.COURSE_DECODER_RUN.value["epochs"], course_gpu=paper.COURSE_DECODER_RUN.value["gpu"],
@@ -260,10 +261,11 @@ S.table([{"decoder": "re-initialised (before)", "mIoU oracle": miou_before["miou
 S.say(narrate.decoder_training, before=miou_before["miou_oracle"], after=miou_after["miou_oracle"],
       upper=miou_upper["miou_oracle"], before_confident=miou_before["miou_confident"],
       after_confident=miou_after["miou_confident"], upper_confident=miou_upper["miou_confident"],
-      steps=result.steps, n_masks=miou_after["n_masks"])
+      steps=result.steps, n_masks=miou_after["n_masks"], loss_first=float(np.mean([r["loss"] for r in result.history[:3]])),
+      loss_last=float(np.mean([r["loss"] for r in result.history[-3:]])))
 
 n_show = len(demo_before)
-fig, axes = plt.subplots(3, n_show, figsize=(4.2 * max(n_show, 3), 12), layout="constrained", squeeze=False)
+fig, axes = plt.subplots(3, n_show, figsize=(4.4 * n_show + 0.6, 13), layout="constrained", squeeze=False)
 for row, (title, demos) in enumerate([("re-initialised", demo_before), ("trained here", demo_after),
                                       ("original", demo_upper)]):
     for col, (item, d) in enumerate(zip(held_out, demos)):

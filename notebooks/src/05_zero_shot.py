@@ -152,8 +152,14 @@ for name, res in point_results.items():
 # %% tags=["nbval-ignore-output"]
 deltas = paper.POINT_VS_RITM.value["delta_by_dataset"]
 fig, axes = plt.subplots(1, 2, figsize=(15, 6.2), layout="constrained", gridspec_kw={"width_ratios": [1.1, 1]})
-for name, res in point_results.items():
-    evaluate.plot_miou_vs_points(res, ax=axes[0], label_prefix=f"{name}: ")
+for k, (name, res) in enumerate(point_results.items()):
+    for mode, style in (("confident", "-"), ("oracle", "--")):
+        axes[0].plot(n_clicks, [res.value(selection=mode, n_points=n) for n in n_clicks], style, marker="o",
+                     color=f"C{k}", label=f"{name}, {mode}")
+axes[0].set_xticks(n_clicks)
+axes[0].set_xlabel("number of clicks")
+axes[0].set_ylabel("mIoU")
+axes[0].grid(alpha=0.3)
 people = paper.FAIRNESS_PEOPLE.value
 for k, key in ((1, "miou_1"), (3, "miou_3")):
     vals = [r[key][0] / 100 for r in people]
