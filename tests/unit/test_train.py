@@ -8,6 +8,7 @@ import torch
 
 import samkit
 from samkit import train as tr
+from samkit.train import interactive
 from samkit.train import TrainConfig, TrainingDiverged, lr_factor, param_groups, round_plan, train
 
 
@@ -185,7 +186,7 @@ def test_resume_continues_exactly(tmp_path):
 @pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = tr.sam_loss
+    real = interactive.sam_loss
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
@@ -194,7 +195,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
             out["per_prompt"] = out["per_prompt"] * float("nan")
         return out
 
-    monkeypatch.setattr(tr, "sam_loss", poisoned)
+    monkeypatch.setattr(interactive, "sam_loss", poisoned)
     cfg = tiny_config(tmp_path, max_steps=3, ckpt_every=1)
     with pytest.raises(TrainingDiverged, match=r"step 2 .*checkpoint.pt \(step 1\)"):
         train(cfg)
