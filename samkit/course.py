@@ -17,7 +17,8 @@ import torch
 
 from .amg_utils import build_point_grid, stability_score
 
-__all__ = ["validate_items", "amg_candidates", "simulate_data_engine", "annotate_with_clicks", "scene_edge_items"]
+__all__ = ["validate_items", "amg_candidates", "simulate_data_engine", "annotate_with_clicks", "scene_edge_items",
+           "mask_share"]
 
 
 class _ItemSource:
@@ -228,3 +229,24 @@ def scene_edge_items(n: int, size: int = 384, seed: int = 0, start: int = 20_000
         items.append({"image": image, "name": f"scene {i}",
                       "boundaries": [_region_boundaries(_label_map(masks)), _region_boundaries(_label_map(big))]})
     return items
+
+
+def mask_share(model, items: Sequence[Dict[str, Any]]) -> float:
+    """Mean share of the image covered by the most confident of the three masks of one centre click per object
+    of ``items`` (a decoder that marks everything scores near 1, the objects' own share is the reference)."""
+    from .data.prompts import center_point
+    from .predictor import Predictor
+
+    predictor = Predictor(model)
+    shares = []
+    for item in items:
+        predictor.set_image(np.asarray(item["image"]))
+        for gt in np.asarray(item["masks"], dtype=bool):
+            if not gt.any():
+                continue
+            masks, scores, _ = predictor.predict(point_coords=np.array([center_point(gt)]), point_labels=np.array([1]),
+                                                 multimask_output=True)
+            shares.append(float(masks[int(np.argmax(scores))].mean()))
+    if not shares:
+        raise ValueError("mask_share: no non-empty mask in items")
+    return float(np.mean(shares))

@@ -271,7 +271,6 @@ def loss_example(rows: List[Dict[str, Any]]) -> str:
     w = paper.LOSS.value["focal"]
     ranked_f = sorted(rows, key=lambda r: -r["focal"])
     ranked_d = sorted(rows, key=lambda r: -r["dice"])
-    ratio = [w * r["focal"] / r["dice"] for r in rows if r["dice"] > 1e-3 and r["focal"] > 1e-3]
     text = (f"Focal loss is an average over **pixels**: it is largest for '{ranked_f[0]['case']}' "
             f"({num(ranked_f[0]['focal'], 4)}) and ranks the cases {', '.join(repr(r['case']) for r in ranked_f)}. "
             f"Dice is a ratio of **areas**: it is largest for '{ranked_d[0]['case']}' ({num(ranked_d[0]['dice'])}) "
@@ -282,9 +281,12 @@ def loss_example(rows: List[Dict[str, Any]]) -> str:
         text += (f"Missing a small object costs {num(small['focal'] / max(large['focal'], 1e-12), 2)}x the focal loss "
                  f"of missing a large one but {num(small['dice'] / max(large['dice'], 1e-12), 2)}x the dice loss: dice "
                  "does not care how big the object is, focal does. ")
-    if ratio:
-        text += (f"With the paper's weights ({w} x focal + 1 x dice) the focal term is {min(ratio):.2f}-{max(ratio):.2f}x "
-                 "the dice term across these cases, so both steer the training.")
+    ratios = {r["case"]: w * r["focal"] / r["dice"] for r in rows if r["dice"] > 1e-3 and r["focal"] > 1e-3}
+    if ratios:
+        lo, hi = min(ratios, key=ratios.get), max(ratios, key=ratios.get)
+        text += (f"With the paper's weights ({w} x focal + 1 x dice) the focal term is {ratios[lo]:.2f}x the dice "
+                 f"term for '{lo}' and {ratios[hi]:.0f}x for '{hi}': focal dominates when many pixels are wrong, "
+                 "dice when a small object is.")
     return text
 
 
@@ -303,7 +305,8 @@ def training_settings(model: str, steps: int, n_images: int, epochs: int, masks_
 
 
 def decoder_training(before: float, after: float, upper: float, before_confident: float, after_confident: float,
-                     upper_confident: float, steps: int, n_masks: int, loss_first: float, loss_last: float) -> str:
+                     upper_confident: float, steps: int, n_masks: int, loss_first: float, loss_last: float,
+                     area_before: float, area_after: float, area_objects: float) -> str:
     """What the training did: the loss on its own masks (what a few steps can do) and the held-out one-click
     mIoU of the re-initialised, the trained, and the original decoder (what they cannot, or can)."""
     gap = upper - before
@@ -322,7 +325,13 @@ def decoder_training(before: float, after: float, upper: float, before_confident
     if gained < max(0.02, 0.1 * gap):
         text += (f"The decoder has **not learned** the task in this run: it recovered {pct(max(gained, 0) / gap)} of "
                  f"the {num(gap)} between a random and a trained decoder. In {steps} steps of one image a decoder "
-                 "that starts from random weights has seen too few prompts to learn what a mask is.")
+                 "that starts from random weights has seen too few prompts to learn what a mask is")
+        if area_after > 3 * area_objects:
+            text += (f": its chosen masks cover {pct(area_after)} of the image on average (the objects "
+                     f"{pct(area_objects, 1)}; before training {pct(area_before)}), so it marks most of the image "
+                     "whatever the click.")
+        else:
+            text += "."
     elif after >= upper - 0.02:
         text += "It recovered **all** of the gap: on masks like its training masks the task is learned."
     else:

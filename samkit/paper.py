@@ -300,7 +300,7 @@ LIMITATIONS = Fact(
     "§8 (Limitations)", n=None)
 
 FOUNDATION_MODEL = Fact(
-    {"definition": "models trained on broad data at scale and adaptable to a wide range of downstream tasks",
+    {"definition": "trained on broad data at scale and are adaptable to a wide range of downstream tasks",
      "components": ("task: promptable segmentation", "model: SAM", "data: the data engine and SA-1B"),
      "initialisation": "self-supervised (MAE), but most capabilities come from supervised training"},
     "§1, §8 (Foundation models)", n=None,

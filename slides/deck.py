@@ -57,7 +57,8 @@ SLIDES = [
                 "segmentation: evaluated on data and tasks it never saw, by prompting it.\n"
                 "- Three pieces: a **task** (promptable segmentation), a **model** that answers any prompt in "
                 "real time, and the **data** to train it (the data engine, SA-1B).",
-        "quoted": [("§8", f"Foundation models: '{P.FOUNDATION_MODEL.value['definition']}' (Bommasani et al.)."),
+        "quoted": [("§8", f"Foundation models are models that are '{P.FOUNDATION_MODEL.value['definition']}' "
+                          "(quoting Bommasani et al.)."),
                    ("§1", f"SA-1B: {_m(_sa1b['masks'])} masks on {_sa1b['images'] / 1e6:.0f}M licensed, "
                           "privacy-respecting images.")],
     },

@@ -74,8 +74,8 @@ point = np.array([[260.0, 130.0]])  # (x, y) in image pixels: on the astronaut's
 # %% [markdown]
 # ## 0. A foundation model, and zero-shot transfer
 #
-# The paper borrows the term **foundation model** for "models trained on broad data at scale and adaptable to a
-# wide range of downstream tasks" (§8, quoting Bommasani et al.). Language models reach new tasks through
+# The paper borrows the term **foundation model** for models that are "trained on broad data at scale and are
+# adaptable to a wide range of downstream tasks" (§8, quoting Bommasani et al.). Language models reach new tasks through
 # *prompts*; SAM asks the same of segmentation, with three pieces that depend on each other (§1):
 #
 # * a **task**, promptable segmentation: given an image and any prompt (points, a box, a mask, text), return a

@@ -69,6 +69,7 @@ import torch
 
 import samkit
 from samkit import narrate, paper, viz
+from samkit.course import mask_share
 from samkit.data import SA1B, generate_scenes, select_images
 from samkit.losses import dice_loss, focal_loss
 from samkit.notebook_utils import data_note, miou_at_center, predict_at_center, setup
@@ -250,6 +251,7 @@ S.save(fig, "loss_curves")
 # %% tags=["nbval-ignore-output"]
 after = result.model.to(S.device).eval()
 miou_after = miou_at_center(after, held_out)
+
 demo_after = [predict_at_center(samkit.Predictor(after), item["image"], item["masks"][0]) for item in held_out[:3]]
 S.table([{"decoder": "re-initialised (before)", "mIoU oracle": miou_before["miou_oracle"],
           "mIoU confident": miou_before["miou_confident"]},
@@ -261,8 +263,10 @@ S.table([{"decoder": "re-initialised (before)", "mIoU oracle": miou_before["miou
 S.say(narrate.decoder_training, before=miou_before["miou_oracle"], after=miou_after["miou_oracle"],
       upper=miou_upper["miou_oracle"], before_confident=miou_before["miou_confident"],
       after_confident=miou_after["miou_confident"], upper_confident=miou_upper["miou_confident"],
-      steps=result.steps, n_masks=miou_after["n_masks"], loss_first=float(np.mean([r["loss"] for r in result.history[:3]])),
-      loss_last=float(np.mean([r["loss"] for r in result.history[-3:]])))
+      steps=result.steps, n_masks=miou_after["n_masks"], loss_first=np.mean([r["loss"] for r in result.history[:3]]),
+      loss_last=np.mean([r["loss"] for r in result.history[-3:]]), area_before=mask_share(before, held_out),
+      area_after=mask_share(after, held_out),
+      area_objects=np.mean([m.mean() for item in held_out for m in item["masks"]]))
 
 n_show = len(demo_before)
 fig, axes = plt.subplots(3, n_show, figsize=(4.4 * n_show + 0.6, 13), layout="constrained", squeeze=False)

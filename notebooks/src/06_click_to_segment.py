@@ -151,7 +151,7 @@ S.say(narrate.ambiguity, model=S.model_name, weights=S.weights,
 # %%
 height, width = picture.shape[:2]
 seg.handle_click(*seg.to_display_coords(width * 0.05, height * 0.95), button=2)   # a negative click in a corner
-fig, ax = plt.subplots(figsize=(9.5, 7), layout="constrained")
+fig, ax = plt.subplots(figsize=(10, 10), layout="constrained")
 seg.plot(ax=ax)
 S.save(fig, "click_refined")
 kept = seg.keep()

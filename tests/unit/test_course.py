@@ -70,3 +70,10 @@ def test_scene_edge_items_and_graded_baselines():
     assert felz.shape == (64, 64) and set(np.unique(felz)) <= {0.0, 0.5, 1.0}
     with pytest.raises(ValueError):
         evaluate.felzenszwalb_edges(image, scales=())
+
+
+def test_mask_share(model, items):
+    share = course.mask_share(model, items)
+    assert 0.0 <= share <= 1.0
+    with pytest.raises(ValueError, match="no non-empty"):
+        course.mask_share(model, [{"image": items[0]["image"], "masks": np.zeros((1, 96, 96), bool)}])

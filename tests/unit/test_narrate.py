@@ -7,13 +7,17 @@ from samkit import narrate
 def test_training_that_did_not_learn_says_so():
     text = narrate.decoder_training(before=0.018, after=0.018, upper=0.40, before_confident=0.01,
                                     after_confident=0.012, upper_confident=0.35, steps=30, n_masks=40,
-                                    loss_first=2.6, loss_last=1.3)
+                                    loss_first=2.6, loss_last=1.3, area_before=0.9, area_after=0.95,
+                                    area_objects=0.02)
     assert "not learned" in text and "0%" in text and "0.400" in text and "loss fell" in text
+    assert "cover 95% of the image" in text
     good = narrate.decoder_training(before=0.02, after=0.30, upper=0.40, before_confident=0.01, after_confident=0.29,
-                                    upper_confident=0.35, steps=300, n_masks=40, loss_first=2.0, loss_last=0.4)
+                                    upper_confident=0.35, steps=300, n_masks=40, loss_first=2.0, loss_last=0.4,
+                                    area_before=0.9, area_after=0.05, area_objects=0.02)
     assert "not learned" not in good and "recovered **74%**" in good
     flat = narrate.decoder_training(before=0.39, after=0.39, upper=0.40, before_confident=0.3, after_confident=0.3,
-                                    upper_confident=0.3, steps=3, n_masks=4, loss_first=1.0, loss_last=0.99)
+                                    upper_confident=0.3, steps=3, n_masks=4, loss_first=1.0, loss_last=0.99,
+                                    area_before=0.1, area_after=0.1, area_objects=0.05)
     assert "cannot show" in flat and "barely moved" in flat
 
 
