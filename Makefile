@@ -8,10 +8,13 @@ STAMP  := $(VENV)/.samkit-installed
 PARAMS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test test-fast test-gpu test-colab lint slides bench train-tiny clean
+.PHONY: help venv run course notebooks test test-fast test-gpu test-colab lint slides bench train-tiny clean
 
 help:
 	@echo "make run          execute all notebooks with papermill into runs/<timestamp>/ (PARAMS='-p model vit_b')"
+	@echo "make course       the full course run: notebooks built from notebooks/src, executed into runs/course-<ts>/,"
+	@echo "                  their outputs stored in notebooks/*.ipynb, and slides/index.html built from the same run"
+	@echo "make notebooks    rebuild notebooks/*.ipynb from notebooks/src (no outputs)"
 	@echo "make test         unit, parity, notebook (nbval) and browser tests, offline on CPU"
 	@echo "make test-gpu     the notebooks' full course configuration on CUDA (when a GPU is present)"
 	@echo "make test-colab   the small notebooks in an environment with the versions Colab ships (slow; not in CI)"
@@ -31,6 +34,19 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/samkit run $(PARAMS)
+
+notebooks: $(STAMP)
+	$(PY) notebooks/build_notebooks.py
+
+# The stored outputs of the course: one full-configuration run (the one `make run` executes), stored in the
+# committed notebooks and turned into the deck (README: "The stored outputs" gives its time on 2 cores).
+course: $(STAMP)
+	$(PY) notebooks/build_notebooks.py
+	set -e; run=runs/course-$$(date +%Y%m%d-%H%M%S); \
+	SAMKIT_OFFLINE=1 $(PY) -m samkit.runner --out runs --name $$(basename $$run) $(PARAMS); \
+	$(PY) notebooks/build_notebooks.py --from-run $$run; \
+	$(PY) -m tools.slides --run $$run; \
+	echo "stored outputs: notebooks/*.ipynb; deck: slides/index.html; run: $$run"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS) tests

@@ -42,6 +42,7 @@ __all__ = [
     "edge_map",
     "sobel_edges",
     "canny_edges",
+    "felzenszwalb_edges",
     "edge_nms",
     "edge_metrics",
     "recall_at_precision",
@@ -438,11 +439,46 @@ def sobel_edges(image: np.ndarray, thin: bool = True) -> np.ndarray:
     return e.astype(np.float32)
 
 
-def canny_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
-    """Baseline: Canny edges (scikit-image) as a binary H x W float32 map."""
+def canny_edges(image: np.ndarray, sigma: float = 2.0, levels: Optional[int] = None) -> np.ndarray:
+    """Baseline: Canny edges (scikit-image), H x W float32.
+
+    With ``levels=None`` a binary map (scikit-image's default hysteresis thresholds). A binary map has a
+    one-point precision-recall curve, so its AP (area under the curve) is 0 by construction; with
+    ``levels=K`` the map is graded instead: the mean of K binary maps whose high hysteresis threshold sweeps
+    the quantiles 0.50-0.98 of the gradient magnitude (low threshold = half of it), so a pixel's value is the
+    share of thresholds at which it is an edge and the benchmark can sweep it like any soft edge map.
+    """
     from skimage.feature import canny
 
-    return canny(_grey(image), sigma=sigma).astype(np.float32)
+    grey = _grey(image)
+    if levels is None:
+        return canny(grey, sigma=sigma).astype(np.float32)
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1 or None, got {levels}")
+    out = np.zeros(grey.shape, dtype=np.float32)
+    for q in np.linspace(0.50, 0.98, levels):
+        out += canny(grey, sigma=sigma, low_threshold=q / 2, high_threshold=q, use_quantiles=True)
+    return out / levels
+
+
+def felzenszwalb_edges(image: np.ndarray, scales: Sequence[float] = (50, 100, 200, 400, 800),
+                       sigma: float = 0.8, min_size: int = 20) -> np.ndarray:
+    """Baseline: boundaries of Felzenszwalb & Huttenlocher's graph-based segmentation (scikit-image), H x W
+    float32 in [0, 1]: the share of ``scales`` (the algorithm's ``scale``, larger = coarser regions) at which
+    a pixel lies on a region boundary, so that the benchmark can sweep it like a soft edge map.
+    """
+    from skimage.segmentation import felzenszwalb, find_boundaries
+
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be H x W x 3, got {img.shape}")
+    if not scales:
+        raise ValueError("scales must hold at least one value")
+    out = np.zeros(img.shape[:2], dtype=np.float32)
+    for scale in scales:
+        labels = felzenszwalb(img, scale=float(scale), sigma=sigma, min_size=min_size)
+        out += find_boundaries(labels, mode="inner")
+    return out / len(scales)
 
 
 # ----------------------------------------------------------------------------------------------

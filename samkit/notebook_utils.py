@@ -34,8 +34,10 @@ PathLike = Union[str, os.PathLike]
 
 OFFICIAL_MODELS = ("vit_b", "vit_l", "vit_h", "vit_t")
 
-#: dpi of the PNG files written into ``out_dir`` (the inline figures use matplotlib's own setting).
+#: dpi of the PNG files written into ``out_dir`` and of the figures shown inline (``setup`` sets
+#: matplotlib's ``figure.dpi``): with the course's 10-14 inch wide figures, 1100-1500 pixels.
 SAVE_DPI = 110
+FIGURE_DPI = 110
 
 
 def in_colab() -> bool:
@@ -95,6 +97,39 @@ class Session:
         """``with S.autocast(): ...`` runs in mixed precision on a GPU and does nothing on the CPU."""
         return autocast(self.device, self.amp)
 
+    @property
+    def amp_mode(self) -> str:
+        """The session's mixed precision as a ``TrainConfig.amp`` value: ``"fp16"`` (with a gradient scaler,
+        e.g. Colab's T4), ``"bf16"`` or ``"none"``."""
+        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.amp, "none")
+
+    def say(self, narration: Callable[..., str], **data: Any) -> str:
+        """Show the Markdown that ``narration`` (a function of :mod:`samkit.narrate`) writes from ``data``.
+
+        The numbers go with the text: the output's metadata holds ``{"samkit": {"narrate": name, "data":
+        data}}`` (so a stored notebook can be checked to say what its numbers say), and the text and numbers
+        are appended to ``<out_dir>/claims.json`` for the run's index and the slides. ``data`` must be plain
+        numbers, strings, lists and dicts (NumPy scalars are converted). Returns the text.
+        """
+        import json
+
+        from . import narrate
+
+        name = getattr(narration, "__name__", "")
+        if getattr(narrate, name, None) is not narration:
+            raise ValueError(f"say() takes a function of samkit.narrate, got {narration!r}")
+        plain = _plain(data)
+        text = narration(**plain)
+        record = {"narrate": name, "data": plain}
+        path = self.out_dir / "claims.json"
+        claims = json.loads(path.read_text()) if path.is_file() else []
+        claims.append({**record, "text": text})
+        path.write_text(json.dumps(claims, indent=1))
+        from IPython.display import Markdown, display
+
+        display(Markdown(text), metadata={"samkit": record})
+        return text
+
     def predictor(self):
         """A :class:`samkit.Predictor` for the session's model."""
         from .predictor import Predictor
@@ -149,6 +184,29 @@ class Session:
             from IPython.display import Markdown, display as show
 
             show(Markdown(md))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays, tuples and paths made into JSON types (floats rounded to 6
+    significant digits so the text does not depend on the last bits)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if not np.isfinite(v) or v == 0 else float(f"{v:.6g}")
+    if isinstance(value, torch.Tensor):
+        return _plain(value.detach().cpu().numpy())
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
 
 
 def _fmt(value: Any, floatfmt: str) -> str:
@@ -214,6 +272,12 @@ def setup(model: Optional[str] = "tiny", checkpoint: Optional[PathLike] = None, 
     dev = pick_device(device)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
+    claims = out / "claims.json"
+    if claims.is_file():  # a fresh run of the notebook starts a fresh record of what it says
+        claims.unlink()
+    import matplotlib
+
+    matplotlib.rcParams["figure.dpi"] = FIGURE_DPI
     if allow_download is None:
         allow_download = os.environ.get("SAMKIT_OFFLINE", "0") not in ("1", "true", "yes")
     notes: List[str] = []
@@ -253,8 +317,21 @@ def describe(session: Session, requested: Optional[str] = None) -> str:
         if session.model_name == "tiny":
             lines.append(_model_help(session.model_name))
     lines.append(f"colab: {'yes' if in_colab() else 'no'}")
-    lines.append(f"out_dir: {session.out_dir}")
+    lines.append(f"out_dir: {shown_path(session.out_dir)}")
     return "\n".join(lines)
+
+
+def shown_path(path: PathLike) -> str:
+    """``path`` as a reader should see it: relative to the working folder (or its parent, the repository
+    when a notebook runs in ``notebooks/``) when it lies inside, so printed outputs name no machine."""
+    path = Path(path).expanduser().resolve()
+    for base in (Path.cwd(), Path.cwd().parent):
+        try:
+            rel = path.relative_to(base.resolve())
+        except ValueError:
+            continue
+        return str(rel) if base == Path.cwd() else str(Path("..") / rel)
+    return f".../{path.parent.name}/{path.name}"
 
 
 def data_note(real: bool, what: str, how_to_get: str) -> None:

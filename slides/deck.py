@@ -1,13 +1,17 @@
 """The course deck: what each slide says and which run outputs it shows, in the order of the talk.
 
-``python -m tools.slides`` reads ``SLIDES`` and fills in the figures and tables of the latest run. Each slide is
-a dict:
+``python -m tools.slides`` reads ``SLIDES`` and fills in the figures, tables and sentences of a course run. Each
+slide is a dict:
 
 - ``title``: the slide's heading.
-- ``text``: Markdown written for the course (no numbers from the paper here: those go in ``quoted``).
-- ``quoted``: ``[(where in the paper, text), ...]``: facts quoted from the paper, shown as a block that says
-  "Quoted from the paper" and where.
-- ``figures``: ``["NN/name", ...]``: ``<run>/<NN_notebook>/<name>.png``, embedded in the deck.
+- ``text``: Markdown written for the course, with no result in it: measured results come from the run
+  (``claims``, ``tables``, ``figures``) and the paper's numbers from :mod:`samkit.paper` (``quoted``).
+- ``quoted``: ``[(where in the paper, text), ...]``: facts from the paper, shown as a block that says "Quoted from
+  the paper" and where; every number in them is formatted from :mod:`samkit.paper`, the module the notebooks
+  and the model card cite.
+- ``claims``: ``["NN/function", ...]``: the sentences notebook NN wrote with ``samkit.narrate.<function>`` from
+  the numbers of the run (``<run>/<NN_notebook>/claims.json``).
+- ``figures``: ``["NN/name", ...]``: ``<run>/<NN_notebook>/<name>.png``, shown right of the text.
 - ``tables``: ``["NN/name", ...]``: ``<run>/<NN_notebook>/<name>.md`` (written by ``S.table``).
 - ``fallback_table``: Markdown shown when the run has none of the slide's tables (quoted numbers only).
 - ``extra``: ``"bench"`` (``runs/bench/speed.json``) or ``"card"`` (the embedded model's card figures).
@@ -15,8 +19,28 @@ a dict:
 
 Every figure and table carries a line naming the notebook, model, weights and data that produced it.
 """
+from samkit import paper as P
 
-PAPER = "Kirillov et al., Segment Anything, ICCV 2023"
+PAPER = P.PAPER
+
+_sa1b = P.SA1B.value
+_q = P.MASK_QUALITY.value
+_stages = {r["stage"]: r for r in P.DATA_ENGINE.value}
+_amg = P.AMG.value
+_wins, _total = P.point_wins()
+_edges = {r["method"]: r for r in P.EDGES.value}
+_h = P.TRAIN_VIT_H.value
+_b = P.TRAIN_VIT_B.value
+_loss = P.LOSS.value
+_course = P.COURSE_DECODER_RUN.value
+_fine = P.COURSE_FINETUNE_RUN.value
+_geo = {r["region"]: r for r in P.GEOGRAPHY.value}
+_t2m = P.TEXT_TO_MASK.value
+
+
+def _m(x: float) -> str:
+    return f"{x / 1e6:.1f}M" if x < 1e9 else f"{x / 1e9:.1f}B"
+
 
 SLIDES = [
     {
@@ -28,76 +52,115 @@ SLIDES = [
     # ------------------------------------------------------------------ introduction
     {
         "title": "Foundation models, for segmentation",
-        "text": "- A *foundation model* is trained once on broad data and adapted to many tasks without "
-                "retraining.\n"
+        "text": "- A *foundation model* is trained on broad data at scale and adapted to many tasks.\n"
                 "- Language models reach new tasks **zero-shot** through *prompts*; SAM asks the same of "
-                "segmentation.\n"
+                "segmentation: evaluated on data and tasks it never saw, by prompting it.\n"
                 "- Three pieces: a **task** (promptable segmentation), a **model** that answers any prompt in "
-                "real time, and a **data set** large enough to train it.\n"
-                "- The task: given an image and *any* prompt, return a valid mask, even when the prompt is "
-                "ambiguous.",
-        "quoted": [("§1", "SA-1B is a data set of 1.1B masks on 11M images; the model transfers zero-shot to "
-                           "new image distributions and tasks through prompt engineering.")],
+                "real time, and the **data** to train it (the data engine, SA-1B).",
+        "quoted": [("§8", f"Foundation models are models that are '{P.FOUNDATION_MODEL.value['definition']}' "
+                          "(quoting Bommasani et al.)."),
+                   ("§1", f"SA-1B: {_m(_sa1b['masks'])} masks on {_sa1b['images'] / 1e6:.0f}M licensed, "
+                          "privacy-respecting images.")],
+    },
+    {
+        "title": "Zero-shot, in the paper's experiments",
+        "tables": ["02/zero_shot_tasks"],
+        "claims": ["02/zero_shot_overview"],
     },
     {
         "title": "Prompts: sparse and dense",
         "text": "- **Sparse** prompts: points (positive or negative clicks), boxes, and free-form text.\n"
                 "- **Dense** prompts: a mask (for example the previous prediction, fed back as low-res logits).\n"
-                "- samkit implements points, boxes and masks; text prompts were an exploratory part of the "
-                "paper and their weights were never released.\n"
-                "- Below: one click (star) and one box per object on photos the model never saw.",
+                "- Right: one click (star) and one box per object on photos the model never saw.",
         "figures": ["05/real_photos"],
+    },
+    {
+        "title": "Text prompts: an exploratory experiment",
+        "text": "No text annotations were used: CLIP aligns image and text embeddings, so SAM was trained with the "
+                "CLIP *image* embedding of each mask's crop as its first prompt, and given a CLIP *text* embedding "
+                "at inference. The released models (and samkit) have no text input.",
+        "quoted": [("§7.5, App. D.5", f"CLIP {_t2m['clip_model']}; masks larger than 100 x 100 px from the first "
+                                      f"two data-engine stages; {_t2m['iterations']:,} iterations, batch "
+                                      f"{_t2m['batch']}; results shown as examples only (Fig. 12).")],
+        "tables": ["02/text_prompts"],
     },
     # ------------------------------------------------------------------ data
     {
         "title": "SA-1B: the data set",
         "text": "- Licensed, privacy-protecting photos (faces and licence plates blurred), high resolution.\n"
-                "- The masks were made by the data engine (next slide), not drawn one by one by hand.\n"
+                "- The released masks were all made by the data engine's last, automatic stage.\n"
                 "- Its licence forbids redistribution: samkit never ships SA-1B; the notebooks use generated "
                 "look-alikes unless you point them at a downloaded copy.",
-        "quoted": [("§5", "11M images and 1.1B masks."),
-                   ("§5", "99.1% of the masks were generated fully automatically."),
-                   ("§1", "400x more masks than any existing segmentation data set.")],
+        "quoted": [("§5", f"{_sa1b['images'] / 1e6:.0f}M images and {_m(_sa1b['masks'])} masks, "
+                          f"~{_sa1b['masks_per_image']} masks per image."),
+                   ("§5", f"{100 * _sa1b['automatic_share']:.1f}% of the masks were generated fully automatically."),
+                   ("§5", f"{_sa1b['masks_vs_open_images']}x more masks and {_sa1b['images_vs_open_images']}x more "
+                          "images than Open Images, the largest data set before it.")],
+    },
+    {
+        "title": "SA-1B beside the course's generated scenes",
+        "tables": ["01/sa1b_numbers"],
+        "claims": ["01/sa1b_scale"],
     },
     {
         "title": "The data engine",
         "text": "The model and the data grew together, in three stages:\n\n"
-                "1. **Assisted-manual**: annotators click, SAM proposes, annotators correct; the model is "
-                "retrained as masks come in.\n"
-                "2. **Semi-automatic**: SAM fills in the confident masks, annotators add the ones it missed.\n"
-                "3. **Fully automatic**: a regular grid of points, ambiguity-aware masks, kept when confident "
-                "and stable.",
-        "quoted": [("§4", "Assisted-manual stage: 4.3M masks from 120k images."),
-                   ("§4", "Semi-automatic stage: 5.9M more masks on 180k images."),
-                   ("§4", "Fully automatic stage: a 32x32 point grid per image, yielding the 1.1B masks of SA-1B.")],
+                "1. **assisted-manual**: annotators click, SAM proposes, the model is retrained;\n"
+                "2. **semi-automatic**: confident masks are pre-filled, annotators add the rest;\n"
+                "3. **fully automatic**: a point grid, confident and stable masks kept, NMS.",
+        "quoted": [("§4", f"Assisted-manual: {_m(_stages['assisted-manual']['masks'])} masks from "
+                          f"{_stages['assisted-manual']['images'] / 1e3:.0f}k images; "
+                          "{} → {} s per mask.".format(*_stages["assisted-manual"]["seconds_per_mask"])),
+                   ("§4", f"Semi-automatic: {_m(_stages['semi-automatic']['masks'])} more masks on "
+                          f"{_stages['semi-automatic']['images'] / 1e3:.0f}k images; "
+                          "{} → {} masks per image.".format(*_stages["semi-automatic"]["masks_per_image"])),
+                   ("§4, App. B", f"Fully automatic: a {_amg['points_per_side']}x{_amg['points_per_side']} grid, "
+                                  f"predicted IoU > {_amg['pred_iou_thresh']}, stability ≥ {_amg['stability_thresh']}, "
+                                  f"NMS {_amg['nms']}: {_m(_stages['fully automatic']['masks'])} masks.")],
+    },
+    {
+        "title": "The data engine, simulated",
+        "text": "The three stages on generated scenes, with a simulated annotator (clicks stand in for time).",
+        "claims": ["05/data_engine"],
+        "figures": ["05/data_engine"],
     },
     {
         "title": "How good are the automatic masks?",
-        "text": "The paper had professionals correct a sample of automatic masks and measured the IoU between "
-                "each mask and its corrected version. Notebook 01 builds the intuition: how much does a "
-                "small human correction move the IoU?",
-        "quoted": [("§5", "94% of the automatic/corrected pairs have an IoU above 90% (97% above 75%).")],
+        "text": "Professionals corrected a sample of automatic masks; the IoU of each pair was measured. "
+                "Notebook 01 simulates such corrections.",
+        "quoted": [("§5", f"{100 * _q['iou_above_0.90']:.0f}% of the automatic/corrected pairs have an IoU above 90% "
+                          f"({100 * _q['iou_above_0.75']:.0f}% above 75%); 500 images, ~50k masks.")],
+        "claims": ["01/pair_agreement"],
         "figures": ["01/pair_iou_histogram"],
-        "tables": ["01/pairs_above_threshold"],
+    },
+    {
+        "title": "Responsible AI: who is in the data, who is segmented well",
+        "text": "Table 1: where SA-1B's images were taken, beside COCO and Open Images. Table 2: SAM's mIoU on "
+                "people by perceived gender presentation, age and skin tone, with 1 and 3 points.",
+        "quoted": [("Table 1", f"Europe {100 * _geo['Europe']['share_sa1b']:.1f}% and Asia & Oceania "
+                               f"{100 * _geo['Asia & Oceania']['share_sa1b']:.1f}% of SA-1B's images; Africa "
+                               f"{100 * _geo['Africa']['share_sa1b']:.1f}%.")],
+        "figures": ["01/responsible_ai"],
+    },
+    {
+        "title": "Responsible AI: the two tables, read out",
+        "claims": ["01/geography", "01/fairness"],
     },
     # ------------------------------------------------------------------ model
     {
         "title": "The model: three parts",
-        "text": "- **Image encoder**: a ViT (MAE pre-trained), run once per image, gives a 64x64 embedding.\n"
-                "- **Prompt encoder**: points and boxes become tokens (positional encodings + learned "
-                "type embeddings); masks are downsampled by convolutions and added to the embedding.\n"
+        "text": "- **Image encoder**: a ViT (MAE pre-trained), run once per image.\n"
+                "- **Prompt encoder**: points and boxes become tokens (positional encodings + learned type "
+                "embeddings); masks are downsampled by convolutions and added to the embedding.\n"
                 "- **Mask decoder**: a two-way transformer between prompt tokens and the image embedding, then "
-                "upsampling and per-mask MLPs.\n"
-                "- The heavy part runs once; each new prompt only runs the light parts.",
-        "quoted": [("§3", "Given a precomputed image embedding, the prompt encoder and mask decoder run in a web "
-                          "browser, on CPU, in about 50 ms.")],
+                "upsampling and per-mask MLPs.",
+        "quoted": [("§3", f"Given a precomputed image embedding, the prompt encoder and mask decoder run in a web "
+                          f"browser, on CPU, in ~{P.EFFICIENCY.value['prompt_decoder_ms_browser_cpu']} ms.")],
         "tables": ["02/parameters"],
     },
     {
         "title": "Image encoder",
-        "text": "The image is resized so its long side is the model's input size, normalised and padded; "
-                "16x16 patches go through windowed and global attention blocks; a neck maps the result to the "
-                "embedding channels.",
+        "claims": ["02/encoder_shapes"],
         "tables": ["02/encoder_shapes"],
     },
     {
@@ -109,45 +172,57 @@ SLIDES = [
     {
         "title": "Mask decoder",
         "text": "Output tokens and prompt tokens attend to each other and to the image (two-way attention). "
-                "Below, where the tokens look in the image embedding.",
+                "Right: where the tokens look in the image embedding.",
         "figures": ["02/decoder_attention"],
     },
     {
         "title": "Ambiguity-aware: three masks per prompt",
-        "text": "One click on a shirt could mean the shirt, the person, or a pocket. SAM predicts **three** masks "
-                "(whole, part, subpart) and a predicted IoU for each; the most confident is shown by default.",
-        "quoted": [("§3", "With ambiguous prompts the model outputs 3 masks; during training only the mask "
-                          "with the lowest loss is back-propagated.")],
+        "text": "A click on a shirt could mean the shirt or the person: SAM answers with **three** masks and a "
+                "predicted IoU for each.",
+        "quoted": [("§3", "With one ambiguous prompt the model outputs 3 masks; in training only the mask with "
+                          "the lowest loss is back-propagated.")],
+        "claims": ["02/ambiguity"],
         "figures": ["02/three_masks"],
     },
     # ------------------------------------------------------------------ zero-shot evaluation
     {
         "title": "Zero-shot: a single point, a valid mask",
-        "text": "The hardest prompt: one point in the middle of an object. Scored against the ground truth "
-                "(mIoU) as more clicks are added at the largest error.",
-        "quoted": [("§7.1", "Over 23 data sets SAM's single-point mIoU is higher than RITM's on 16 of them; "
-                            "with an oracle choosing among its 3 masks it beats RITM on all 23."),
-                   ("§7.1", "Human annotators rate SAM's single-point masks higher than RITM's.")],
+        "text": "The hardest prompt: one point in the middle of an object, then clicks at the largest error.",
+        "quoted": [("§7.1, Fig. 9a", f"SAM's one-point mIoU is above RITM's on {_wins} of the {_total} data sets; "
+                                     "with an oracle choosing among its 3 masks, on all of them.")],
         "figures": ["05/miou_vs_clicks"],
+    },
+    {
+        "title": "mIoU vs clicks in this run",
+        "claims": ["05/clicks"],
         "tables": ["05/miou_vs_clicks"],
     },
     {
-        "title": "Boxes and everything mode",
-        "text": "A box is a less ambiguous prompt than a point. Everything mode prompts a grid of points and "
-                "keeps the confident, stable, non-overlapping masks (the data engine's last stage).",
-        "figures": ["05/everything_mode"],
+        "title": "Boxes",
+        "claims": ["05/box_vs_clicks"],
         "tables": ["05/miou_boxes"],
+    },
+    {
+        "title": "Everything mode",
+        "text": "A grid of points, three masks each, kept when confident and stable, duplicates removed: the data "
+                "engine's last stage.",
+        "claims": ["05/everything"],
+        "figures": ["05/everything_mode"],
     },
     {
         "title": "Zero-shot edge detection",
         "text": "Everything mode with a 16x16 grid, Sobel on each mask's probabilities, outer boundaries only, "
                 "edge thinning; scored with the BSDS500 benchmark (ODS, OIS, AP, R50). SAM was never trained "
-                "for edges.",
+                "for edges. The paper's Table 3 and this run's measurement, apart.",
+        "tables": ["05/edge_detection_paper"],
+    },
+    {
+        "title": "Zero-shot edge detection, measured here",
         "tables": ["05/edge_detection"],
-        "fallback_table": "| method | source | ODS | OIS | AP | R50 |\n|---|---|---|---|---|---|\n"
-                          "| HED | quoted from the paper (Table 3, BSDS500 test) | .788 | .808 | .840 | .923 |\n"
-                          "| Canny | quoted from the paper (Table 3, BSDS500 test) | .600 | .640 | .580 | – |\n"
-                          "| SAM (ViT-H) | quoted from the paper (Table 3, BSDS500 test) | .768 | .786 | .794 | .928 |\n",
+        "claims": ["05/edges"],
+    },
+    {
+        "title": "Edge maps",
         "figures": ["05/edge_maps"],
     },
     # ------------------------------------------------------------------ training
@@ -155,46 +230,70 @@ SLIDES = [
         "title": "Training method",
         "text": "- Interactive simulation: a first prompt (point or noisy box), then points sampled from the "
                 "error region, the previous mask fed back as a dense prompt.\n"
-                "- Loss on the best of the three masks; a small head learns to predict each mask's IoU.\n"
-                "- The course runs the same recipe at a tiny scale: the table puts its settings beside the "
-                "paper's.",
-        "quoted": [("appendix A", "Loss: 20 x focal + 1 x dice, plus the MSE between predicted and actual IoU."),
-                   ("appendix A", "11 rounds per mask: 1 initial prompt, 8 sampled points, 2 rounds without "
-                                  "new points."),
-                   ("appendix A", "AdamW, lr 8e-4 with 250 warm-up steps, 90k iterations, batch 256 images.")],
+                "- Loss on the best of the three masks; a small head learns to predict each mask's IoU.",
+        "quoted": [("App. A", f"Loss: {_loss['focal']} x focal + {_loss['dice']} x dice, plus the MSE between "
+                              "predicted and actual IoU."),
+                   ("App. A", f"ViT-B: {_b['iterations']:,} iterations of {_b['batch_images']} images, lr {_b['lr']:g}, "
+                              f"layer decay {_b['layer_decay']}, drop path {_b['drop_path']}, wd {_b['weight_decay']}."),
+                   ("course", f"Experiment 1: {_course['images']} images, {_course['epochs']} epochs, batch "
+                              f"{_course['batch']}, lr {_course['lr']:g} x {_course['lr_decay_per_epoch']} per epoch, "
+                              f"wd {_course['weight_decay']}, no layer decay, no drop path.")],
+    },
+    {
+        "title": "Training settings: the paper, the course, this run",
+        "claims": ["03/training_settings"],
         "tables": ["03/settings"],
+    },
+    {
+        "title": "Focal vs dice, on a worked example",
+        "claims": ["03/loss_example"],
+        "figures": ["03/loss_example"],
     },
     {
         "title": "Experiment 1: a mask decoder from scratch",
         "text": "Keep the trained encoder, re-initialise the mask decoder, train it with the paper's loss and "
                 "interactive rounds on cached embeddings.",
+        "quoted": [("course", f"{_course['seconds']} s for {_course['epochs']} epochs on a {_course['gpu']}.")],
+        "claims": ["03/course_time"],
         "figures": ["03/loss_curves"],
+    },
+    {
+        "title": "Experiment 1: what the decoder learned",
+        "claims": ["03/decoder_training"],
         "tables": ["03/miou_before_after"],
     },
     {
         "title": "Experiment 1: before and after",
-        "text": "The same held-out images and clicks, with the re-initialised decoder (top) and the trained one "
-                "(bottom).",
+        "text": "The same held-out images and clicks: the re-initialised decoder, the one trained here, and the "
+                "original decoder (the upper bound).",
         "figures": ["03/predictions_before_after"],
     },
     {
         "title": "Experiment 2: fine-tuning for parking lots",
         "text": "Fine-tune the decoder on daytime parking-lot images (NDISPark) and test on night images it never "
                 "saw: does adapting to a domain help, and does it carry over?",
-        "tables": ["04/finetune_settings"],
+        "quoted": [("Fig. 9a", f"NDISPark: SAM {P.POINT_VS_RITM.value['delta_by_dataset']['NDISPark']:+.1f} mIoU "
+                               "over RITM at one point.")],
+        "claims": ["04/zero_shot_parking"],
+        "tables": ["04/zero_shot"],
+    },
+    {
+        "title": "Experiment 2: fine-tuning",
+        "quoted": [("course", f"About {_fine['seconds_per_epoch'] // 60} min an epoch on a {_fine['gpu']}.")],
+        "claims": ["04/course_time"],
         "figures": ["04/finetune_curves"],
     },
     {
         "title": "Experiment 2: day vs night",
-        "text": "One-click mIoU on held-out day images and on night images, zero-shot and after fine-tuning.",
+        "claims": ["04/finetune"],
         "tables": ["04/day_vs_night"],
         "figures": ["04/day_night_predictions"],
     },
     {
         "title": "Where the time goes",
         "text": "The encoder runs once per image; every click only runs the prompt encoder and the decoder.",
+        "claims": ["02/timing"],
         "figures": ["02/timings"],
-        "tables": ["02/timings"],
     },
     {
         "title": "Speed: samkit vs the official code",
@@ -206,7 +305,7 @@ SLIDES = [
     {
         "title": "Demo: click to segment",
         "text": "Notebook 06 is the live demo: click on an image (shift+click or right click for a negative "
-                "point) and the mask updates in a fraction of a second, because the embedding is computed once.",
+                "point) and the mask updates at once, because the embedding is computed once.",
         "figures": ["06/click_three_masks"],
     },
     {
@@ -233,14 +332,7 @@ SLIDES = [
     },
     {
         "title": "Limitations",
-        "text": "- The image encoder is heavy: the whole model is not real-time; only the decoder is "
-                "(see *Where the time goes*).\n"
-                "- Dedicated interactive methods can do better when many points are given.\n"
-                "- Domain-specific tools can win in their own domain (see experiment 2).\n"
-                "- Masks can miss fine structures and boundaries are not always crisp.",
-        "quoted": [("§8", "SAM's overall performance is not real-time when a heavy image encoder is used."),
-                   ("§8", "Dedicated interactive segmentation methods can outperform SAM when many points are "
-                          "provided, and domain-specific tools are expected to outperform it in their domains."),
-                   ("§8", "Text-to-mask is exploratory and not entirely robust.")],
+        "quoted": [("§8", text) for text in P.LIMITATIONS.value],
+        "claims": ["05/limitations"],
     },
 ]

@@ -6,15 +6,15 @@
 
 The deck's text and the figures each slide shows are in ``slides/deck.py``. This module:
 
-1. finds the run (``runs/<timestamp>/`` written by ``python -m samkit.runner``) and reads, for each
-   notebook, its status (``timings.json``), its papermill parameters and what
-   ``notebook_utils.setup`` / ``data_note`` printed (``model: ...``, ``data: ...``), so that every
-   figure says which model and data produced it;
-2. writes a slides notebook (markdown cells, figures as PNG attachments, tables from the run's
-   ``.md`` files) into the run folder (``<run>/slides.ipynb``);
-3. converts it with nbconvert's slides exporter and the ``slides/template/samkit_reveal`` template
-   into one self-contained HTML file: images as ``data:`` URIs, reveal.js (vendored in
-   ``slides/reveal.js``, MIT) inlined, no CDN, so the deck opens offline.
+1. finds the run (``runs/<timestamp>/`` written by ``python -m samkit.runner``) and reads, for each notebook,
+   its status (``timings.json``), its papermill parameters and what ``notebook_utils.setup`` / ``data_note``
+   printed (``model: ...``, ``data: ...``), so that every figure says which model and data produced it;
+2. writes a slides notebook (markdown cells; a slide with a figure puts its text, tables and the run's
+   sentences (``claims.json``) left and the figure, as a ``data:`` URI, right; tables from the run's ``.md`` files)
+   into the run folder (``<run>/slides.ipynb``);
+3. converts it with nbconvert's slides exporter and the ``slides/template/samkit_reveal`` template into one
+   self-contained HTML file: images as ``data:`` URIs, reveal.js (vendored in ``slides/reveal.js``, MIT) inlined,
+   no CDN, so the deck opens offline.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ CARD_FIGURES = REPO / "samkit" / "assets" / "card" / "figures.json"
 #: placeholder for reveal_url_prefix; every reference to it is replaced by the inlined file
 _INLINE_PREFIX = "samkit-inline-reveal"
 QUOTE_LABEL = "Quoted from the paper"
+#: figures at least this many times wider than high go across the slide, under the text (not beside it)
+WIDE_FIGURE = 2.2
+#: rows of the model card's table that fit on its slide
+CARD_ROWS = 16
+#: the slides' design size in CSS pixels (reveal.js scales it to the window); every slide must fit in it
+SLIDE_SIZE = (1280, 800)
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -238,6 +244,38 @@ def _table_markdown(record: Optional[NotebookRecord], name: str) -> Optional[str
     return None
 
 
+def _claims(record: Optional[NotebookRecord], name: str) -> Optional[List[str]]:
+    """The sentences a notebook of the run wrote with ``samkit.narrate.<name>`` (its ``claims.json``)."""
+    if record is None:
+        return None
+    path = record.out_dir / "claims.json"
+    if not path.is_file():
+        return None
+    try:
+        claims = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the run's sentences ({exc})") from exc
+    said = [c["text"] for c in claims if isinstance(c, dict) and c.get("narrate") == name and "text" in c]
+    return said or None
+
+
+def _aspect(png: bytes) -> float:
+    """Width / height of a PNG, from its header."""
+    import struct
+
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("a slide figure must be a PNG file")
+    width, height = struct.unpack(">II", png[16:24])
+    return width / max(height, 1)
+
+
+def _markdown_html(text: str) -> str:
+    """Markdown (with tables and inline HTML) -> HTML, for the text column of a slide with a figure."""
+    import mistune
+
+    return mistune.create_markdown(escape=False, plugins=["table"])(text)
+
+
 def _missing(what: str, number: str, record: Optional[NotebookRecord], run_name: str) -> str:
     if record is None:
         why = (
@@ -295,6 +333,7 @@ def _card_markdown(path: Path) -> Optional[str]:
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the model card figures: {exc}") from exc
     out = ["| part | figure | value |", "|---|---|---|"]
+    rows = []
     for section, values in data.items():
         if not isinstance(values, dict):
             continue
@@ -302,12 +341,12 @@ def _card_markdown(path: Path) -> Optional[str]:
             if isinstance(value, (dict, list)):
                 continue
             shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-            out.append(f"| {section} | {key} | {shown} |")
-    where = (
-        f"from the embedded tiny model's card ({path.name}); evaluated on generated scenes and "
-        "real photos"
-    )
-    return "\n".join(out) + f'\n\n<p class="provenance">{_escape(where)}</p>'
+            rows.append(f"| {section} | {key} | {shown} |")
+    out += rows[:CARD_ROWS]
+    more = f"; {len(rows) - CARD_ROWS} more figures in samkit/assets/MODEL_CARD.md" if len(rows) > CARD_ROWS else ""
+    where = (f"from the embedded tiny model's card ({path.name}); evaluated on generated scenes and real photos"
+             f"{more}")
+    return "\n".join(out) + f"\n\n<p class=\"provenance\">{_escape(where)}</p>"
 
 
 def _escape(text: str) -> str:
@@ -326,16 +365,11 @@ def _slide_cell(markdown: str, attachments: Dict[str, Dict[str, str]]):
     return cell
 
 
-def build_notebook(
-    run: RunInfo,
-    deck: Optional[List[Dict[str, Any]]] = None,
-    paper: Optional[str] = None,
-    bench_json: Optional[Path] = None,
-    card_json: Optional[Path] = CARD_FIGURES,
-):
-    """The slides notebook: one markdown cell per slide (``slideshow.slide_type = "slide"``),
-    figures as PNG attachments (``attachment:NN_name.png``), tables as Markdown, a provenance line
-    under each."""
+def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, paper: Optional[str] = None,
+                   bench_json: Optional[Path] = None, card_json: Optional[Path] = CARD_FIGURES):
+    """The slides notebook: one markdown cell per slide (``slideshow.slide_type = "slide"``), figures as PNG
+    inlined as ``data:`` URIs in a two-column layout (text left, figure right, sized to fit the slide), tables as
+    Markdown, the run's sentences written from its numbers (``claims``), a provenance line under each."""
     import nbformat
 
     if deck is None:
@@ -363,15 +397,24 @@ def build_notebook(
             )
         if slide.get("optional") and extra_md is None:
             continue
-        parts = [("# " if slide.get("title_slide") else "## ") + slide["title"]]
+        head = ("# " if slide.get("title_slide") else "## ") + slide["title"]
+        parts: List[str] = []
         if slide.get("text"):
             parts.append(slide["text"])
         if slide.get("title_slide"):
             parts.append(_run_summary(run, run_name))
+        sources: List[str] = []
+        for ref in slide.get("claims", []):
+            number, name = _split_ref(ref)
+            record = run.notebooks.get(number)
+            said = _claims(record, name)
+            if said is None:
+                parts.append(_missing(f"the sentence {ref}", number, record, run_name))
+                continue
+            parts.append("\n\n".join(said))
+            sources.append(number)
         if slide.get("quoted"):
             parts.append(_quotes_markdown(slide["quoted"], paper))
-        attachments: Dict[str, Dict[str, str]] = {}
-        sources: List[str] = []
         found_tables = 0
         for ref in slide.get("tables", []):
             number, name = _split_ref(ref)
@@ -386,14 +429,11 @@ def build_notebook(
             sources.append(number)
         if slide.get("tables") and not found_tables and slide.get("fallback_table"):
             parts.append(slide["fallback_table"].strip())
-            parts.append(
-                _missing(
-                    f"the measured rows ({', '.join(slide['tables'])})",
-                    _split_ref(slide["tables"][0])[0],
-                    run.notebooks.get(_split_ref(slide["tables"][0])[0]),
-                    run_name,
-                )
-            )
+            parts.append(_missing(f"the measured rows ({', '.join(slide['tables'])})",
+                                  _split_ref(slide["tables"][0])[0],
+                                  run.notebooks.get(_split_ref(slide["tables"][0])[0]), run_name))
+        images: List[str] = []
+        aspects: List[float] = []
         for ref in slide.get("figures", []):
             number, name = _split_ref(ref)
             record = run.notebooks.get(number)
@@ -401,26 +441,37 @@ def build_notebook(
             if png is None or not png.is_file():
                 parts.append(_missing(f"figure {ref}.png", number, record, run_name))
                 continue
-            key = f"{number}_{name}.png"
-            attachments[key] = {"image/png": base64.b64encode(png.read_bytes()).decode("ascii")}
-            parts.append(f"![{name}](attachment:{key})")
+            raw = png.read_bytes()
+            aspects.append(_aspect(raw))
+            data = base64.b64encode(raw).decode("ascii")
+            images.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
             sources.append(number)
         if extra_md is not None:
             parts.append(extra_md)
         elif extra is not None:
-            what = (
-                "benchmark results (make bench)"
-                if extra == "bench"
-                else "the model card (samkit/assets/card)"
-            )
-            parts.append(f'<p class="missing">Missing: {what}.</p>')
+            what = "benchmark results (make bench)" if extra == "bench" else "the model card (samkit/assets/card)"
+            parts.append(f"<p class=\"missing\">Missing: {what}.</p>")
+        lines = []
         for number in dict.fromkeys(sources):
             record = run.notebooks.get(number)
             line = provenance(record, run_name, number)
             if record is not None and record.teaching_setup:
-                line = "Made with samkit's teaching setup, not the paper's model or data: " + line
-            parts.append(f'<p class="provenance">{_escape(line)}</p>')
-        nb.cells.append(_slide_cell("\n\n".join(parts), attachments))
+                line = ("Made with samkit's teaching setup, not the paper's model or data: " + line)
+            lines.append(f"<p class=\"provenance\">{_escape(line)}</p>")
+        attachments: Dict[str, Dict[str, str]] = {}
+        if images and parts and min(aspects) >= WIDE_FIGURE:
+            # a wide, short figure: the text above it, the figure across the slide
+            body = f'<div class="stack"><div class="figure n{len(images)}">{"".join(images)}</div></div>'
+            cell_md = "\n\n".join([head] + parts + [body] + lines)
+        elif images:
+            left = _markdown_html("\n\n".join(parts)) if parts else ""
+            kind = "cols" if parts else "cols figure-only"
+            body = (f'<div class="{kind}">' + (f'<div class="left">{left}</div>' if parts else "") +
+                    f'<div class="right n{len(images)}">{"".join(images)}</div></div>')
+            cell_md = "\n\n".join([head, body] + lines)
+        else:
+            cell_md = "\n\n".join([head] + parts + lines)
+        nb.cells.append(_slide_cell(cell_md, attachments))
     return nb
 
 
@@ -477,13 +528,9 @@ def to_html(nb, reveal_dir: PathLike = REVEAL_DIR, template_dir: PathLike = TEMP
     from nbconvert import SlidesExporter
 
     assets = read_reveal_assets(reveal_dir)
-    exporter = SlidesExporter(
-        extra_template_basedirs=[str(template_dir)],
-        template_name=TEMPLATE_NAME,
-        reveal_url_prefix=_INLINE_PREFIX,
-        reveal_theme="white",
-        reveal_number="c/t",
-    )
+    exporter = SlidesExporter(extra_template_basedirs=[str(template_dir)], template_name=TEMPLATE_NAME,
+                              reveal_url_prefix=_INLINE_PREFIX, reveal_theme="white", reveal_number="c/t",
+                              reveal_width=str(SLIDE_SIZE[0]), reveal_height=str(SLIDE_SIZE[1]))
     body, _ = exporter.from_notebook_node(nb, resources={"samkit_reveal": {"js": assets["js"]}})
     styles = {"dist/reveal.css": assets["css"], "dist/theme/white.css": assets["theme"]}
 

@@ -1,3 +1,16 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 06 · Click to segment
 #
@@ -24,8 +37,8 @@
 # *Keep & next object* stores the mask in its own colour and starts another object; *Save* writes a PNG overlay
 # and the masks as COCO run-length encoding (the SA-1B format).
 #
-# *The outputs stored in this notebook come from its small configuration (`small=True`); the widget itself needs
-# a live kernel.*
+# *The stored outputs come from the full course configuration (`make course`); the widget itself needs a live
+# kernel.*
 
 # %% tags=["parameters"]
 model = "tiny"        # "tiny" (embedded), "vit_b", "vit_l", "vit_h", "vit_t" (MobileSAM)
@@ -43,7 +56,7 @@ small = False         # True: the quick configuration of the tests and CI
 # which ipycanvas and ipyevents need to draw in Colab.
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q "samkit @ git+https://github.com/samkit-course/samkit"
+    # %pip install -q "samkit @ git+https://github.com/samkit-course/samkit"
     from google.colab import output
     output.enable_custom_widget_manager()
 
@@ -53,6 +66,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage import data as skdata
 
+from samkit import narrate
 from samkit.notebook_utils import setup
 from samkit.widgets import ClickSegmenter, image_from_upload
 
@@ -118,26 +132,31 @@ seg.handle_click(*seg.to_display_coords(*target))
 print("prompts:", seg.prompts)
 print("three masks, predicted IoU:", np.round(seg.scores, 3), "-> chosen:", seg.selected + 1)
 
-fig, axes = plt.subplots(1, 3, figsize=(11, 4))
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained")
 best = seg.selected
+three = []
 for i, ax in enumerate(axes):
     seg.select_mask(i)
+    three.append(seg.masks[-1].copy())
     seg.plot(ax=ax, title=f"mask {i + 1}: predicted IoU {seg.scores[i]:.2f}")
 seg.select_mask(best)
 fig.suptitle("one click, three answers (the model's ambiguity)")
 S.save(fig, "click_three_masks")
+pairs = [(i, j) for i in range(3) for j in range(i + 1, 3)]
+S.say(narrate.ambiguity, model=S.model_name, weights=S.weights,
+      pairwise_iou=[(three[i] & three[j]).sum() / max((three[i] | three[j]).sum(), 1) for i, j in pairs],
+      scores=list(seg.scores[:3]), areas=[int(m.sum()) for m in three],
+      containment=[(three[i] & three[j]).sum() / max(min(three[i].sum(), three[j].sum()), 1) for i, j in pairs])
 
 # %%
 height, width = picture.shape[:2]
 seg.handle_click(*seg.to_display_coords(width * 0.05, height * 0.95), button=2)   # a negative click in a corner
-fig, ax = plt.subplots(figsize=(4, 4))
+fig, ax = plt.subplots(figsize=(10, 10), layout="constrained")
 seg.plot(ax=ax)
 S.save(fig, "click_refined")
 kept = seg.keep()
 png_path, json_path = seg.save(S.path("click_masks"))
 print(f"kept {len(seg.objects)} object(s); wrote {png_path.name} and {json_path.name}")
 
-# %% [markdown]
-# With the embedded tiny model (trained on generated scenes, not on SA-1B) the masks on real photos are rough;
-# set `model = "vit_b"` in the parameters cell for Meta's weights. Either way the interaction is the paper's:
-# the first click is ambiguous, so the model answers three times, and each further click narrows it down.
+# %% tags=["nbval-ignore-output"]
+S.say(narrate.click_summary, model=S.model_name, weights=S.weights)

@@ -40,7 +40,7 @@ def make_fake_run(root: Path, skip_figures=(), failed=()) -> Path:
     deck = slides.load_deck()
     run = root / "20250101-120000"
     run.mkdir(parents=True)
-    numbers = sorted({ref.split("/")[0] for key in ("figures", "tables") for ref in _refs(deck, key)})
+    numbers = sorted({ref.split("/")[0] for key in ("figures", "tables", "claims") for ref in _refs(deck, key)})
     stems = {n: f"{n}_notebook{n}" for n in numbers}
     timings = {"notebooks": {}, "total_seconds": 1.0}
     for n, stem in stems.items():
@@ -60,11 +60,17 @@ def make_fake_run(root: Path, skip_figures=(), failed=()) -> Path:
     for ref in _refs(deck, "tables"):
         n, name = ref.split("/")
         (run / stems[n] / f"{name}.md").write_text(f"**{name}**\n\n| a | b |\n|---|---|\n| 1 | 0.500 |\n")
-    # the real edge table: the paper's rows next to the measured ones
-    edge = run / stems["05"] / "edge_detection.md"
-    edge.write_text("| method | source | ODS |\n|---|---|---|\n"
-                    "| HED | quoted from the paper (Table 3, BSDS500 test) | 0.788 |\n"
-                    "| SAM (tiny) | measured here (1 generated images) | 0.412 |\n")
+    # the edge tables: the paper's rows and the measured ones, apart
+    (run / stems["05"] / "edge_detection_paper.md").write_text(
+        "**the paper's Table 3: the 200 test images of BSDS500**\n\n| method | ODS |\n|---|---|\n| HED | 0.788 |\n")
+    (run / stems["05"] / "edge_detection.md").write_text(
+        "**measured here: 2 generated scenes of 384 px**\n\n| method | ODS |\n|---|---|\n| SAM (tiny) | 0.412 |\n")
+    claims = {}
+    for ref in _refs(deck, "claims"):
+        n, name = ref.split("/")
+        claims.setdefault(n, []).append({"narrate": name, "data": {}, "text": f"Sentence {name} of the run."})
+    for n, items in claims.items():
+        (run / stems[n] / "claims.json").write_text(json.dumps(items))
     (run / "timings.json").write_text(json.dumps(timings))
     return run
 
@@ -133,14 +139,15 @@ def test_quoted_numbers_are_labelled(built):
     for title, numbers in [("SA-1B: the data set", ["11M images", "1.1B masks", "99.1%"]),
                            ("How good are the automatic masks?", ["94%"]),
                            ("Training method", ["20 x focal"]),
-                           ("Zero-shot: a single point, a valid mask", ["16 of them"])]:
+                           ("Zero-shot: a single point, a valid mask", ["16 of the 23"])]:
         body = slide_html(page, title)
         for number in numbers:
             quote = body[body.find(slides.QUOTE_LABEL):]
             assert slides.QUOTE_LABEL in body and number in quote, (title, number)
     edge = slide_html(page, "Zero-shot edge detection")
-    assert re.search(r"HED</td>\s*<td[^>]*>quoted from the paper", edge)
-    assert re.search(r"SAM \(tiny\)</td>\s*<td[^>]*>measured here", edge)
+    assert "the paper's Table 3" in edge and "HED" in edge and "measured here" not in edge
+    measured = slide_html(page, "Zero-shot edge detection, measured here")
+    assert "measured here: 2 generated scenes" in measured and "SAM (tiny)" in measured
     # numbers only the paper has must not appear outside a quote
     for s in sections(page):
         if "99.1%" in s or "1.1B" in s:
@@ -183,3 +190,23 @@ def test_missing_run_and_bad_input(tmp_path):
         slides._split_ref("loss_curves")
     with pytest.raises(FileNotFoundError, match="reveal.js file"):
         slides.read_reveal_assets(tmp_path)
+
+
+def test_slides_show_the_runs_sentences(built):
+    _, _, page = built
+    body = slide_html(page, "Experiment 1: what the decoder learned")
+    assert "Sentence decoder_training of the run." in body
+    for s in slides.load_deck():
+        for ref in s.get("claims", []):
+            assert f"Sentence {ref.split('/')[1]} of the run." in slide_html(page, s["title"]), (s["title"], ref)
+
+
+def test_deck_quotes_the_paper_module():
+    """The deck's quoted numbers come from samkit.paper (one place for notebooks, slides and the card)."""
+    from samkit import paper
+
+    text = " ".join(t for s in slides.load_deck() for _, t in s.get("quoted", []))
+    assert f"{paper.TRAIN_VIT_B.value['iterations']:,}" in text and f"{paper.POINT_VS_RITM.value['sam_higher']} of" in text
+    source = (slides.DECK_FILE).read_text()
+    for number in ("1.1B", "99.1", "0.768", "4.3M", "180,000", "16 of"):
+        assert number not in source, f"slides/deck.py writes {number!r} by hand: format it from samkit.paper"

@@ -1,0 +1,82 @@
+"""samkit.narrate: the sentence said is the one the numbers call for, degenerate results included."""
+from __future__ import annotations
+
+from samkit import narrate
+
+
+def test_training_that_did_not_learn_says_so():
+    text = narrate.decoder_training(before=0.018, after=0.018, upper=0.40, before_confident=0.01,
+                                    after_confident=0.012, upper_confident=0.35, steps=30, n_masks=40,
+                                    loss_first=2.6, loss_last=1.3, area_before=0.9, area_after=0.95,
+                                    area_objects=0.02)
+    assert "not learned" in text and "0%" in text and "0.400" in text and "loss fell" in text
+    assert "cover 95% of the image" in text
+    good = narrate.decoder_training(before=0.02, after=0.30, upper=0.40, before_confident=0.01, after_confident=0.29,
+                                    upper_confident=0.35, steps=300, n_masks=40, loss_first=2.0, loss_last=0.4,
+                                    area_before=0.9, area_after=0.05, area_objects=0.02)
+    assert "not learned" not in good and "recovered **74%**" in good
+    flat = narrate.decoder_training(before=0.39, after=0.39, upper=0.40, before_confident=0.3, after_confident=0.3,
+                                    upper_confident=0.3, steps=3, n_masks=4, loss_first=1.0, loss_last=0.99,
+                                    area_before=0.1, area_after=0.1, area_objects=0.05)
+    assert "cannot show" in flat and "barely moved" in flat
+
+
+def test_clicks_rising_falling_flat():
+    n = [1, 2, 3, 5, 9]
+    assert "raise it" in narrate.clicks("a", n, [0.5] * 5, [0.3, 0.4, 0.5, 0.6, 0.7], 10)
+    assert "**lower** it" in narrate.clicks("a", n, [0.5] * 5, [0.7, 0.6, 0.5, 0.5, 0.4], 10)
+    assert "about where it was" in narrate.clicks("a", n, [0.5] * 5, [0.5, 0.49, 0.5, 0.51, 0.5], 10)
+    assert "not at every step" in narrate.clicks("a", n, [0.5] * 5, [0.5, 0.4, 0.6, 0.6, 0.7], 10)
+
+
+def test_box_worth():
+    n = [1, 2, 3, 5, 9]
+    assert "less than one click" in narrate.box_vs_clicks("a", 0.3, n, [0.5, 0.6, 0.7, 0.8, 0.9])
+    assert "about 3 clicks" in narrate.box_vs_clicks("a", 0.65, n, [0.5, 0.6, 0.7, 0.8, 0.9])
+    assert "more than 9 clicks" in narrate.box_vs_clicks("a", 0.95, n, [0.5, 0.6, 0.7, 0.8, 0.9])
+
+
+def test_everything_mode_with_no_mask_names_the_filter():
+    text = narrate.everything("tiny", "embedded", ["coins"], kept=[0], candidates=[3072], max_iou=[0.5],
+                              max_stability=[0.8], share_iou=[0.0], share_stability=[0.0], relaxed=[130])
+    assert "No mask passes" in text and "Both filters" in text and "130" in text
+    text = narrate.everything("tiny", "embedded", ["coins"], kept=[0], candidates=[3072], max_iou=[0.95],
+                              max_stability=[0.5], share_iou=[0.1], share_stability=[0.0], relaxed=[130])
+    assert "stability filter alone" in text
+    assert "No mask" not in narrate.everything("b", "official", ["coins"], kept=[40], candidates=[3072],
+                                               max_iou=[0.99], max_stability=[0.99], share_iou=[0.3],
+                                               share_stability=[0.4], relaxed=[200])
+
+
+def test_stability_empty_at_plus_one_explains_the_zero():
+    text = narrate.stability("tiny", "embedded", predicted_iou=0.24, score=0.0, max_logit=0.56, area_minus=46374,
+                             area_zero=5340, area_plus=0)
+    assert "**empty**" in text and "0.56" in text and "0.000" in text
+    keep = narrate.stability("vit_b", "official", predicted_iou=0.97, score=0.98, max_logit=12.0, area_minus=1000,
+                             area_zero=990, area_plus=980)
+    assert "would keep" in keep
+
+
+def test_edges_explain_zeros_and_baselines_above_the_model():
+    text = narrate.edges(["Sobel", "Canny", "SAM (tiny)"], ods=[0.8, 0.6, 0.4], ois=[0.8, 0.6, 0.4],
+                         ap=[0.8, 0.0, 0.3], r50=[0.9, 0.5, 0.0], levels=[200, 2, 50], n_images=3, real=False,
+                         model="tiny")
+    assert "Canny's AP is 0 because its map is binary" in text
+    assert "SAM (tiny)'s R50 is 0 because its precision never reaches 50%" in text
+    assert "Sobel and Canny score above SAM (tiny)" in text and "not comparable" in text
+
+
+def test_finetune_branches_and_ambiguity():
+    assert "carried over" in narrate.finetune(0.3, 0.4, 0.2, 0.25, 200, 100)
+    assert "stayed with the daytime" in narrate.finetune(0.3, 0.4, 0.2, 0.2, 200, 100)
+    assert "**worse**" in narrate.finetune(0.35, 0.31, 0.18, 0.18, 4, 2)
+    same = narrate.ambiguity("tiny", "embedded", [0.95, 0.97, 0.96], [0.2, 0.2, 0.2], [100, 101, 99], [0.99] * 3)
+    assert "same mask three times" in same
+    nested = narrate.ambiguity("vit_b", "official", [0.2, 0.1, 0.5], [0.9, 0.8, 0.7], [50, 200, 800], [0.95, 0.9, 0.97])
+    assert "nested" in nested and "not nested" not in nested
+
+
+def test_paper_readouts_are_computed_from_the_tables():
+    assert "16 of 23" in narrate.vs_ritm() and "PPDLS" in narrate.vs_ritm()
+    assert "older vs middle" in narrate.fairness()
+    assert "Europe and Asia & Oceania" in narrate.geography()
