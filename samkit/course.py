@@ -67,9 +67,9 @@ def amg_candidates(model_or_predictor, image: np.ndarray, points_per_side: int =
     (one crop, the whole image). Returns ``predicted_iou`` and ``stability`` (``3 * points_per_side**2`` floats
     each), ``area`` (pixels of each mask, logits above the model's threshold) and ``max_logit``.
     """
-    from .automatic import _as_predictor
+    from .predictor import as_predictor
 
-    predictor = _as_predictor(model_or_predictor)
+    predictor = as_predictor(model_or_predictor)
     threshold = float(predictor.model.mask_threshold)
     h, w = image.shape[:2]
     predictor.set_image(image)

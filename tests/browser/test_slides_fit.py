@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from samkit import slides
+from tools import slides
 
 pytestmark = pytest.mark.browser
 
