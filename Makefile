@@ -49,6 +49,7 @@ course: $(STAMP)
 	echo "stored outputs: notebooks/*.ipynb; deck: slides/index.html; run: $$run"
 
 test: $(STAMP)
+	$(PY) -m ruff check samkit tests benchmarks tools
 	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS) tests
 
 test-fast: $(STAMP)

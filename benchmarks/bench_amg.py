@@ -17,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-
 
 from samkit.testing import parity_image as test_image  # noqa: E402
 
@@ -38,8 +36,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    import samkit
     from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
+
+    import samkit
 
     torch.manual_seed(0)
     official = sam_model_registry[args.model]().eval().to(args.device)

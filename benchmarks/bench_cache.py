@@ -23,8 +23,15 @@ from typing import Dict, List
 import torch
 
 import samkit
-from samkit.train import (InteractiveLoss, TrainConfig, param_groups, prepare_image, prompt_image,
-                          round_plan, set_trainable)
+from samkit.train import (
+    InteractiveLoss,
+    TrainConfig,
+    param_groups,
+    prepare_image,
+    prompt_image,
+    round_plan,
+    set_trainable,
+)
 from samkit.train.data import _generator
 
 

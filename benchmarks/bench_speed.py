@@ -48,6 +48,7 @@ IMAGE_HW = (480, 640)
 def make_checkpoint(path: Path):
     """The official vit_b with seeded random weights (as the parity tests build it), saved to ``path``."""
     from segment_anything import sam_model_registry
+
     from samkit.testing import perturb_ as randomize_
 
     torch.manual_seed(0)
@@ -331,8 +332,9 @@ def bench_amg(official, ours, embedding, args, results: list) -> None:
 def bench_onnx(official, ours, embedding, args, results: list) -> None:
     try:
         import onnxruntime as ort  # noqa: F401
-        from samkit.onnx import OnnxPredictor, export_decoder
         from segment_anything.utils.onnx import SamOnnxModel
+
+        from samkit.onnx import OnnxPredictor, export_decoder
     except Exception as exc:
         results.append(row("ONNX decoder (onnxruntime)", "ms/click", None, None, f"skipped: {exc}"))
         return
@@ -432,8 +434,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    import segment_anything
     from importlib.metadata import version
+
+    import segment_anything
 
     meta = {"official_version": version("segment-anything"), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cores": os.cpu_count(), "cpu": platform.processor() or
@@ -441,7 +444,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "keep_freed_memory": malloc_tuned,
             "load_start": load(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
-        meta["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        meta["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                           if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     del segment_anything

@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-import torch
-
 from .cache import EmbeddingCache
 from .model import MODEL_NAMES, Sam, get_config
 from .model.sam import build_sam

@@ -38,8 +38,6 @@ import torch
 from torchvision.ops import batched_nms, box_area
 from tqdm.auto import tqdm
 
-from .predictor import as_predictor, as_rgb_uint8
-
 from .amg_utils import (
     box_near_crop_edge,
     build_layer_point_grids,
@@ -48,12 +46,13 @@ from .amg_utils import (
     generate_crop_boxes,
     masks_to_boxes_xyxy,
     remove_small_regions,
-    segmentation_mask,
     rle_area,
     rle_to_uncompressed,
+    segmentation_mask,
     stability_score,
     xyxy_to_xywh,
 )
+from .predictor import as_predictor, as_rgb_uint8
 
 __all__ = ["AutomaticMaskGenerator", "PRESETS", "render_masks"]
 

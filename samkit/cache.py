@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import weakref
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Optional, Union
 import numpy as np
 import torch
 from torch import nn
-
 
 #: encoder -> ((config name, its parameters' addresses and versions), fingerprint); an entry goes
 #: when its encoder does

@@ -184,8 +184,11 @@ def simulate_data_engine(model, scenes: Sequence[Dict[str, Any]], points_per_sid
     found = sum(s["found"] for s in per_scene)
     return {
         "scenes": len(per_scene), "objects": objects,
-        "assisted_manual": {"masks_per_image": objects / n, "clicks_per_mask": float(np.mean(clicks_all)) if clicks_all else 0.0,
-                            "reached_share": float(np.mean([r for s in per_scene for r in s["reached"]])) if objects else 0.0},
+        "assisted_manual": {
+            "masks_per_image": objects / n,
+            "clicks_per_mask": float(np.mean(clicks_all)) if clicks_all else 0.0,
+            "reached_share": float(np.mean([r for s in per_scene for r in s["reached"]])) if objects else 0.0,
+        },
         "semi_automatic": {"prefilled_per_image": correct / n, "added_per_image": (objects - found) / n,
                            "masks_per_image": (correct + objects - found) / n,
                            "clicks_per_added_mask": float(np.mean(clicks_missing)) if clicks_missing else 0.0,

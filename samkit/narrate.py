@@ -11,7 +11,7 @@ Conventions: IoU and mIoU as fractions in [0, 1] unless the name says ``_pct``; 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from . import paper
 
@@ -125,7 +125,8 @@ def pair_agreement(n_pairs: int, share90: float, share75: float, share90_small: 
     if n_small and n_large and share90_small is not None and share90_large is not None:
         if share90_large > share90_small:
             text += (f" Size decides: {pct(share90_large)} of the large objects but {pct(share90_small)} of the "
-                     "small ones pass 0.90 with the same kind of correction, so a figure like " + pct(q["iou_above_0.90"]) + " says the "
+                     "small ones pass 0.90 with the same kind of correction, so a figure like "
+                     + pct(q["iou_above_0.90"]) + " says the "
                      "masks are mostly large in pixels and differ by a thin band along the boundary.")
         else:
             text += (f" Here small ({pct(share90_small)}) and large objects ({pct(share90_large)}) pass 0.90 "
@@ -191,7 +192,8 @@ def zero_shot_overview() -> str:
     above_props = [k for k in ("small", "med.", "large", "freq.", "com.", "rare")
                    if props["SAM"][k] > props["ViTDet-H"][k]]
     return (f"Zero-shot, SAM is above the interactive baseline RITM on {wins} of {total} data sets with one point "
-            f"(Fig. 9a); on BSDS500 edges its ODS {edges['SAM']['ODS']:.3f} is {edges['HED']['ODS'] - edges['SAM']['ODS']:.3f} "
+            f"(Fig. 9a); on BSDS500 edges its ODS {edges['SAM']['ODS']:.3f} is "
+            f"{edges['HED']['ODS'] - edges['SAM']['ODS']:.3f} "
             f"below HED, which was trained on BSDS500, and {edges['SAM']['ODS'] - edges['Canny']['ODS']:.3f} above "
             f"Canny (Table 3); as object proposals its AR@1000 is {props['SAM']['all']} against "
             f"{props['ViTDet-H']['all']} for ViTDet-H trained on LVIS, but higher on {', '.join(above_props)} "
@@ -507,7 +509,8 @@ def data_engine(scenes: int, objects: int, manual_masks: float, manual_clicks: f
              f"annotator adds {added:.1f}, saving {pct(clicks_saved)} of the clicks (the paper: "
              f"{sa['masks_per_image'][0]} to {sa['masks_per_image'][1]} masks per image). The **fully automatic** "
              f"stage yields {auto_masks:.1f} masks per image, {pct(precision)} of them matching an object at IoU "
-             f"{target_iou}, and finds {pct(recall)} of the objects (SA-1B: ~{fa['masks_per_image'][0]} masks per image, "
+             f"{target_iou}, and finds {pct(recall)} of the objects "
+             f"(SA-1B: ~{fa['masks_per_image'][0]} masks per image, "
              f"{pct(paper.MASK_QUALITY.value['iou_above_0.90'])} of them within IoU 0.9 of a corrected version, §5).")
     return text
 

@@ -181,7 +181,8 @@ class Session:
         if path not in self.tables:
             self.tables.append(path)
         if display:
-            from IPython.display import Markdown, display as show
+            from IPython.display import Markdown
+            from IPython.display import display as show
 
             show(Markdown(md))
 
@@ -224,6 +225,7 @@ def _model_help(name: str) -> str:
 def _load(name: str, checkpoint: Optional[PathLike], allow_download: bool, notes: List[str]):
     """Returns (model, model_name, weights)."""
     import samkit
+
     from . import checkpoints as ckpt
 
     samkit.get_config(name)  # raises a clear ValueError for an unknown name

@@ -254,7 +254,8 @@ class OnnxPredictor:
                  providers: Optional[Sequence[str]] = None, threads: Optional[int] = None) -> None:
         self.meta = read_metadata(decoder_path)
         if not self.meta.get("postprocess", True):
-            raise ValueError(f"{decoder_path} was exported with postprocess=False; OnnxPredictor needs the masks output")
+            raise ValueError(f"{decoder_path} was exported with postprocess=False; "
+                             "OnnxPredictor needs the masks output")
         self.decoder = _session(decoder_path, providers, threads)
         self.encoder = _session(encoder_path, providers, threads) if encoder_path is not None else None
         self.img_size = int(self.meta["img_size"])

@@ -78,9 +78,11 @@ def check_prompts(original_size: Tuple[int, int], point_coords=None, point_label
         if pc.ndim != 2 or pc.shape[1] != 2:
             raise ValueError(f"point_coords must be N x 2 (x, y), got shape {pc.shape}")
         if pl.ndim != 1 or pl.shape[0] != pc.shape[0]:
-            raise ValueError(f"point_labels must have one label per point: {pc.shape[0]} points, labels of shape {pl.shape}")
+            raise ValueError(f"point_labels must have one label per point: {pc.shape[0]} points, "
+                             f"labels of shape {pl.shape}")
         if not np.isin(pl, (-1, 0, 1)).all():
-            raise ValueError(f"point_labels must be 1 (foreground), 0 (background) or -1 (padding), got {np.unique(pl)}")
+            raise ValueError("point_labels must be 1 (foreground), 0 (background) or -1 (padding), "
+                             f"got {np.unique(pl)}")
         if not np.isfinite(pc).all():
             raise ValueError("point_coords contain NaN or inf")
         outside = (pc[:, 0] < 0) | (pc[:, 0] > W) | (pc[:, 1] < 0) | (pc[:, 1] > H)
@@ -398,15 +400,15 @@ class Predictor:
         # Transform every prompt to its image's input frame.
         per_image = []
         for i in range(B):
-            c = l = b = None
+            c = lab = b = None
             if point_coords[i] is not None:
                 check_prompts(sizes[i], point_coords[i], point_labels[i])
                 c = self.transform.apply_coords(np.asarray(point_coords[i], dtype=float), sizes[i])
-                l = np.asarray(point_labels[i], dtype=np.int64)
+                lab = np.asarray(point_labels[i], dtype=np.int64)
             if has_boxes:
                 check_prompts(sizes[i], box=boxes[i])
                 b = self.transform.apply_boxes(np.asarray(boxes[i], dtype=float), sizes[i])[0]
-            per_image.append((c, l, b))
+            per_image.append((c, lab, b))
         # Padding tokens take part in attention, so images are grouped by their number of points and
         # each group is decoded in one call: results equal one-by-one prediction exactly.
         groups: dict = {}

@@ -274,7 +274,8 @@ def run(notebooks: Sequence[Path], out: Path, params: Dict[str, Any], kernel: st
             ok = False
             fc = record["failing_cell"]
             log(f"\n{nb.stem} FAILED after {record['seconds']:.1f} s in cell {fc.get('cell')}:\n"
-                f"---- cell source ----\n{fc.get('source', '')}\n---- error ----\n{fc.get('traceback') or fc.get('error')}")
+                f"---- cell source ----\n{fc.get('source', '')}\n"
+                f"---- error ----\n{fc.get('traceback') or fc.get('error')}")
             break
         log(f"   {nb.stem}: {record['seconds']:.1f} s, {len(record['figures'])} figures, "
             f"{len(record['tables'])} tables")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 

@@ -8,7 +8,7 @@ teaching: the same design at a quarter of the resolution and a fraction of the w
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional, Tuple
+from typing import Tuple
 
 # Pixel statistics (ImageNet, on 0-255 RGB input). They are buffers of the model, not saved in checkpoints.
 PIXEL_MEAN: Tuple[float, float, float] = (123.675, 116.28, 103.53)

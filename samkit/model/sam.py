@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, SamConfig, TinyViTConfig, get_config
+from .configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, SamConfig, TinyViTConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder

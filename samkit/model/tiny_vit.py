@@ -39,7 +39,7 @@ always current.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F

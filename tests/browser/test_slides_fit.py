@@ -73,8 +73,9 @@ def _stand_in_run(root: Path) -> Path:
         n, name = ref.split("/")
         rows = "".join(f"| row {i} with a long name | {'a long cell of text ' * 2} | 0.123 | 0.456 | 11 |\n"
                        for i in range(TABLE_ROWS.get(name, 6)))
+        header = "| setting | value | mIoU | mIoU | n |\n|---|---|---|---|---|\n"
         (run / stems[n] / f"{name}.md").write_text(f"**{name}, a title as long as the notebooks write**\n\n"
-                                                   "| setting | value | mIoU | mIoU | n |\n|---|---|---|---|---|\n" + rows)
+                                                   + header + rows)
     claims = {}
     for ref in refs["claims"]:
         n, name = ref.split("/")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samkit.testing import parity_image, perturb_ as randomize_  # noqa: F401  (shared with benchmarks)
+from samkit.testing import parity_image  # noqa: F401  (shared with benchmarks)
+from samkit.testing import perturb_ as randomize_
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,8 @@ def test_point_grid_matches_official():
     for n in (1, 3, 16, 32):
         assert np.array_equal(amg_utils.build_point_grid(n), amg.build_point_grid(n))
     for size, layers in [((480, 640), 1), ((321, 481), 2), ((50, 30), 2)]:
-        assert amg_utils.generate_crop_boxes(size, layers, 512 / 1500) == amg.generate_crop_boxes(size, layers, 512 / 1500)
+        theirs = amg.generate_crop_boxes(size, layers, 512 / 1500)
+        assert amg_utils.generate_crop_boxes(size, layers, 512 / 1500) == theirs
 
 
 def test_crop_boxes_cover_image():
@@ -86,8 +87,8 @@ def test_crop_boxes_cover_image():
     assert boxes[0] == [0, 0, 200, 100]
     for layer in (1, 2):
         covered = np.zeros((100, 200), bool)
-        for b, l in zip(boxes, layers):
-            if l == layer:
+        for b, box_layer in zip(boxes, layers):
+            if box_layer == layer:
                 covered[b[1]:b[3], b[0]:b[2]] = True
         assert covered.all()
 

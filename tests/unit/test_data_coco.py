@@ -38,7 +38,8 @@ def test_polygon_rle_uncompressed_crowd_and_filters(tmp_path):
     runs, cur, n = [], 0, 0
     for v in flat:
         if v != cur:
-            runs.append(n); cur, n = v, 0
+            runs.append(n)
+            cur, n = v, 0
         n += 1
     runs.append(n)
     anns = [

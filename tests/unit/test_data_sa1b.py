@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from samkit.data import SA1B, SceneGenerator, generate_scenes, select_images
 from samkit.data.sa1b import encode_mask

@@ -229,6 +229,7 @@ def test_suite_cli(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     report = json.loads((out / "gpu.json").read_text())
     assert code == 0 and report["ok"], report.get("failures")
-    assert report["card"] == "cpu" and report["model"] == "tiny" and report["amp"] == "bf16"  # tiny: the --quick default
+    # tiny: the --quick default
+    assert report["card"] == "cpu" and report["model"] == "tiny" and report["amp"] == "bf16"
     assert report["timings"]["encoder"]["images_per_s"] > 0 and "notebooks" not in report
     assert "about 20 s on a T4" in printed and "parity cpu vs cpu" in printed

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import samkit
-
 from samkit.onnx import OnnxPredictor, export_decoder, export_encoder, read_metadata
 
 H, W = 120, 160  # original image size used throughout

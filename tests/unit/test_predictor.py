@@ -135,7 +135,8 @@ def test_batched_images_match_single(model, image):
     assert batch.get_image_embedding().shape[0] == 2
     outs = batch.predict_batch(point_coords=[np.array([[80, 60]]), np.array([[10, 10], [50, 40], [60, 80]])],
                                point_labels=[np.array([1]), np.array([1, 0, 1])], multimask_output=True)
-    for img, pc, pl, out in [(image, [[80, 60]], [1], outs[0]), (other, [[10, 10], [50, 40], [60, 80]], [1, 0, 1], outs[1])]:
+    cases = [(image, [[80, 60]], [1], outs[0]), (other, [[10, 10], [50, 40], [60, 80]], [1, 0, 1], outs[1])]
+    for img, pc, pl, out in cases:
         single.set_image(img)
         m, s, low = single.predict(point_coords=np.array(pc), point_labels=np.array(pl))
         assert out[0].shape == m.shape

@@ -8,8 +8,7 @@ import torch
 
 import samkit
 from samkit import train as tr
-from samkit.train import interactive
-from samkit.train import TrainConfig, TrainingDiverged, lr_factor, param_groups, round_plan, train
+from samkit.train import TrainConfig, TrainingDiverged, interactive, lr_factor, param_groups, round_plan, train
 
 
 def tiny_config(tmp_path: Path, **changes) -> TrainConfig:

@@ -90,7 +90,7 @@ def test_plot_curves_from_records_and_csv(tmp_path):
         for r in records[:10]:
             w.writerow(r)
     ax = viz.plot_curves(path)
-    assert [l.get_label() for l in ax.lines] == ["loss"]
+    assert [line.get_label() for line in ax.lines] == ["loss"]
     with pytest.raises(ValueError, match="nope"):
         viz.plot_curves(records, keys=["nope"])
     plt.close("all")

@@ -10,8 +10,16 @@ import pytest
 import torch
 
 import samkit
-from samkit.widgets import (PALETTE, BoxPrompt, ClickSegmenter, PointPrompt, click_palette, display_shape,
-                            image_from_upload, mask_outline)
+from samkit.widgets import (
+    PALETTE,
+    BoxPrompt,
+    ClickSegmenter,
+    PointPrompt,
+    click_palette,
+    display_shape,
+    image_from_upload,
+    mask_outline,
+)
 
 H, W = 120, 160          # image size (original pixels)
 DISPLAY = (320, 240)     # canvas (width, height): 2 display pixels per image pixel
