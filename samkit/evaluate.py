@@ -501,14 +501,8 @@ def _image_counts(pred: np.ndarray, gts: Sequence[np.ndarray], thresholds: np.nd
     from skimage.morphology import thin
 
     counts = np.zeros((len(thresholds), 4))
-    previous = None
     for t, thr in enumerate(thresholds):
-        above = pred >= thr
-        if previous is not None and np.array_equal(above, previous):
-            counts[t] = counts[t - 1]  # a map with few levels (Canny, Felzenszwalb): same pixels, same counts
-            continue
-        previous = above
-        binary = thin(above)
+        binary = thin(pred >= thr)
         matched_any = np.zeros(binary.shape, dtype=bool)
         for gt in gts:
             if gt.any() or binary.any():
