@@ -71,6 +71,154 @@ def evaluate_model(model, n_scenes: int = 40, max_objects: int = 400, progress: 
     return out
 
 
+def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] = None) -> Dict:
+    """The real-photo set (:func:`samkit.data.photos.real_photo_dataset`, never trained on): 1, 3 and 5
+    clicks (oracle of 3 and most confident), the tight box, the box filled in as the mask (no model), and
+    how well the IoU head predicts the first click's true IoUs (all three masks): mean absolute error,
+    correlation, and the pairs themselves (``iou_pairs``: predicted, true) for the calibration plot."""
+    from . import Predictor
+    from .data.photos import real_photo_dataset
+    from .evaluate import box_prompts, first_click, point_prompts
+
+    data = real_photo_dataset()[:max_photos]
+    predictor = Predictor(model)
+    pts = point_prompts(predictor, data, n_points=(1, 3, 5), progress=progress)
+    box = box_prompts(predictor, data, progress=progress)
+    pairs = []
+    for item in data:
+        predictor.set_image(item["image"])
+        for gt in item["masks"]:
+            first = first_click(predictor, gt)
+            pairs += list(zip(np.asarray(first["scores"], dtype=float).tolist(), first["ious"].tolist()))
+    pred, true = np.array(pairs).T
+    return {
+        "objects": int(pts.rows[0]["objects"]), "images": len(data),
+        "1pt_oracle": pts.value(selection="oracle", n_points=1),
+        "1pt_confident": pts.value(selection="confident", n_points=1),
+        "3pt": pts.value(selection="oracle", n_points=3), "5pt": pts.value(selection="oracle", n_points=5),
+        "box_mIoU": float(box.rows[0]["mIoU"]), "box_fill_mIoU": box_fill_miou(data),
+        "iou_mae": float(np.abs(pred - true).mean()), "iou_corr": float(np.corrcoef(pred, true)[0, 1]),
+        "iou_pairs": [list(map(float, pq)) for pq in pairs],
+    }
+
+
+def nested_pairs(masks: np.ndarray, max_part_fraction: float = 0.9) -> List[tuple]:
+    """``(part, whole)`` index pairs of a scene's masks: ``whole`` is a mask inside no other, ``part`` a mask
+    wholly inside it and at most ``max_part_fraction`` of its area (the nesting of objects made of parts)."""
+    flat = masks.reshape(len(masks), -1)
+    area = flat.sum(1)
+    inside = (flat[:, None, :] & ~flat[None, :, :]).sum(2) == 0  # inside[i, j]: mask i lies within mask j
+    np.fill_diagonal(inside, False)
+    wholes = [j for j in range(len(masks)) if not inside[j].any()]
+    return [(i, j) for j in wholes for i in range(len(masks))
+            if inside[i, j] and area[i] <= max_part_fraction * area[j]]
+
+
+def ambiguity_rate(model, n_scenes: int = 24, size: Optional[int] = None, threshold: float = 0.6,
+                   seed: int = HELD_OUT_SEED) -> Dict:
+    """The paper's ambiguity on held-out objects made of parts: a click at the centre of a part; a success
+    when one of the three masks matches the part and another one the whole object (IoU >= ``threshold``
+    each). Returns ``rate``, ``cases`` and the share of cases where some mask matches the part / the whole."""
+    from . import Predictor
+    from .data.prompts import center_point
+    from .data.synthetic import SceneGenerator
+    from .evaluate import mask_iou
+
+    gen = SceneGenerator(size=size or model.img_size, seed=seed, composite_prob=1.0,
+                         min_area=TRAIN_MIN_AREA)
+    predictor = Predictor(model)
+    hits = part_hits = whole_hits = cases = 0
+    for i in range(n_scenes):
+        image, masks = gen(i)
+        pairs = nested_pairs(masks)
+        if not pairs:
+            continue
+        predictor.set_image(image)
+        for part, whole in pairs:
+            point = np.array([center_point(masks[part])], dtype=np.float64)
+            out, _, _ = predictor.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True)
+            ip = np.array([mask_iou(m, masks[part]) for m in out])
+            iw = np.array([mask_iou(m, masks[whole]) for m in out])
+            both = any(ip[a] >= threshold and iw[b] >= threshold for a in range(3) for b in range(3) if a != b)
+            hits += both
+            part_hits += ip.max() >= threshold
+            whole_hits += iw.max() >= threshold
+            cases += 1
+    if not cases:
+        return {"rate": float("nan"), "cases": 0, "part": float("nan"), "whole": float("nan")}
+    return {"rate": hits / cases, "cases": cases, "part": part_hits / cases, "whole": whole_hits / cases}
+
+
+def everything_figures(model, iou_threshold: float = 0.5, max_photos: Optional[int] = None) -> Dict:
+    """Everything mode with the official default thresholds on the real photos: masks kept per photo and
+    the share of annotated objects that some kept mask matches with IoU >= ``iou_threshold``."""
+    from . import AutomaticMaskGenerator
+    from .data.photos import real_photo_dataset
+    from .evaluate import mask_iou
+
+    generator = AutomaticMaskGenerator(model, progress=False)
+    kept, found, objects = [], 0, 0
+    for item in real_photo_dataset()[:max_photos]:
+        records = generator.generate(item["image"])
+        kept.append(len(records))
+        for gt in item["masks"]:
+            objects += 1
+            found += any(mask_iou(r["segmentation"], gt) >= iou_threshold for r in records)
+    return {"masks_per_photo": float(np.mean(kept)), "photos_with_masks": int(sum(k > 0 for k in kept)),
+            "photos": len(kept), "recall": found / max(objects, 1), "objects": objects}
+
+
+def calibration_figure(pairs: List[List[float]], out_path: Path) -> Path:
+    """Predicted against true IoU of the first click's three masks on the real photos (the IoU head's
+    calibration: on the diagonal when the head is right)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .viz import save_figure
+
+    pred, true = np.array(pairs).T
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.scatter(true, pred, s=12, alpha=0.6)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.axhline(0.88, color="tab:red", lw=1, ls=":", label="everything mode keeps above 0.88")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="true IoU with the object", ylabel="predicted IoU",
+           title=f"IoU head on real photos: MAE {np.abs(pred - true).mean():.2f}, "
+                 f"corr {np.corrcoef(pred, true)[0, 1]:+.2f}")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path = save_figure(fig, out_path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def quick_table(checkpoints: List[str], everything: bool = True) -> List[Dict]:
+    """Score each checkpoint on the real photos (and ambiguity, everything mode): the numbers that choose
+    the weights to ship. Prints one row per checkpoint."""
+    from . import build_model
+    from .checkpoints import load_into, load_state_dict
+
+    rows = []
+    print("| weights | 1 click oracle | 1 click confident | 3 clicks | box | box filled | IoU MAE | IoU corr | "
+          "ambiguity | everything: masks/photo, recall |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for ck in checkpoints:
+        model = build_model("tiny").eval()
+        load_into(model, load_state_dict(ck) if ck != "shipped" else load_state_dict(ASSETS / "sam_tiny.pt"))
+        r = real_photo_figures(model)
+        r["ambiguity"] = ambiguity_rate(model)
+        r["everything"] = everything_figures(model) if everything else {}
+        e = r["everything"]
+        print(f"| {ck} | {r['1pt_oracle']:.3f} | {r['1pt_confident']:.3f} | {r['3pt']:.3f} | {r['box_mIoU']:.3f} | "
+              f"{r['box_fill_mIoU']:.3f} | {r['iou_mae']:.3f} | {r['iou_corr']:+.3f} | "
+              f"{r['ambiguity']['rate']:.2f} (part {r['ambiguity']['part']:.2f}, whole "
+              f"{r['ambiguity']['whole']:.2f}; {r['ambiguity']['cases']}) | "
+              + (f"{e['masks_per_photo']:.1f}, {e['recall']:.2f} |" if e else "- |"), flush=True)
+        rows.append({"checkpoint": ck, **{k: v for k, v in r.items() if k != "iou_pairs"}})
+    return rows
+
+
 def grid_ceiling_miou(data: List[Dict], grid: int, max_objects: Optional[int] = None) -> float:
     """How much of each mask survives the embedding's token grid: the mIoU of every mask average-pooled to
     ``grid x grid`` (the image padded square, as the model sees it) and upsampled back bilinearly."""
@@ -177,6 +325,16 @@ def training_summary(run_dir: Path) -> Dict:
     import yaml
 
     info: Dict = {}
+    if not run_dir.exists():  # a phase trained elsewhere: what the installed card recorded, and its config
+        recorded = ASSETS / "card" / "figures.json"
+        if recorded.exists():
+            for ph in json.loads(recorded.read_text()).get("training", []):
+                if ph.get("name") == run_dir.name:
+                    info.update({k: v for k, v in ph.items() if k != "name"})
+        config = Path(__file__).parents[1] / "configs" / f"{run_dir.name}.yaml"
+        if config.exists():
+            info["config"] = yaml.safe_load(config.read_text())
+        return info
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
@@ -251,6 +409,35 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         lines.append(f"| {label} | {f['objects']} | {f['1pt_oracle']:.3f} | {f['1pt_confident']:.3f} | "
                      f"{f['3pt']:.3f} | {f['5pt']:.3f} | {f['box_mIoU']:.3f} | {f['box_fill_mIoU']:.3f} | "
                      f"{f.get('grid_ceiling_mIoU', float('nan')):.3f} |")
+    r = figures.get("real_photos")
+    if r:
+        a, e = figures.get("ambiguity", {}), figures.get("everything", {})
+        lines += [
+            "",
+            f"**Real photos it never saw** ({r['objects']} objects outlined by hand in {r['images']} photos that ship "
+            "with scikit-image and matplotlib: people, a cat, a cup, a motorcycle and its parts, "
+            "`samkit.data.photos.real_photo_dataset`; the weights to ship are chosen on these):",
+            "",
+            "| 1 click, oracle of 3 | 1 click, most confident | 3 clicks | 5 clicks | box | box filled (no model) | "
+            "IoU head: mean abs. error, correlation |",
+            "|---|---|---|---|---|---|---|",
+            f"| {r['1pt_oracle']:.3f} | {r['1pt_confident']:.3f} | {r['3pt']:.3f} | {r['5pt']:.3f} | "
+            f"{r['box_mIoU']:.3f} | {r['box_fill_mIoU']:.3f} | {r['iou_mae']:.3f}, {r['iou_corr']:+.2f} |",
+            "",
+            "![IoU head calibration](card/calibration.png)",
+            "",
+        ]
+        if a:
+            lines.append(
+                f"**Ambiguity** (held-out generated objects made of parts, a click at the centre of a part, "
+                f"{a['cases']} cases): one mask matches the part and another the whole object (IoU >= 0.6 each) in "
+                f"{100 * a['rate']:.0f}% of the cases; some mask matches the part in {100 * a['part']:.0f}%, the "
+                f"whole in {100 * a['whole']:.0f}%.")
+        if e:
+            lines.append(
+                f"**Everything mode** with the official thresholds (predicted IoU > 0.88, stability > 0.95) on the "
+                f"{e['photos']} photos: {e['masks_per_photo']:.1f} masks per photo; {100 * e['recall']:.0f}% of the "
+                f"{e['objects']} outlined objects are matched by a kept mask with IoU >= 0.5.")
     lines += [
         "",
         "The scenes are hard on purpose (clutter, heavy occlusion, photo textures inside objects); the generator "
@@ -266,8 +453,8 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         "",
         "## Pictures on real photos it never saw",
         "",
-        "The photos (scikit-image's astronaut, coffee, chelsea and coins) are excluded from the texture pool "
-        "of the training scenes. Top row: one click (red star); bottom row: a box.",
+        "Every evaluation photo is excluded from the texture pool of the training scenes "
+        "(`samkit.data.synthetic.DEFAULT_EXCLUDE`). Top row: one click (red star); bottom row: a box.",
         "",
     ]
     lines += [f"![{p.stem}](card/{p.name})" for p in pictures]
@@ -285,13 +472,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     from .checkpoints import load_into, load_state_dict
 
     ap = argparse.ArgumentParser(prog="python -m samkit.model_card", description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoint", help="a trained tiny checkpoint (training checkpoint or state dict)")
+    ap.add_argument("checkpoint", nargs="+",
+                    help="a trained tiny checkpoint (training checkpoint or state dict); with --quick, several "
+                         "('shipped' names the installed weights)")
+    ap.add_argument("--quick", action="store_true",
+                    help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")
+    ap.add_argument("--no-everything", action="store_true", help="with --quick: skip everything mode")
+    ap.add_argument("--photos", type=int, default=None, help="use only the first N real photos (a quick check)")
+    ap.add_argument("--ambiguity-scenes", type=int, default=24, help="held-out scenes of objects made of parts")
     ap.add_argument("--install", action="store_true", help="copy the weights to samkit/assets/sam_tiny.pt")
     ap.add_argument("--n-scenes", type=int, default=40)
     ap.add_argument("--max-objects", type=int, default=400)
     ap.add_argument("--out", default=str(ASSETS))
     ap.add_argument("--runs", nargs="*", help="training run folders to summarise (default: the checkpoint's)")
     args = ap.parse_args(argv)
+    if args.quick:
+        quick_table(args.checkpoint, everything=not args.no_everything)
+        return
+    if len(args.checkpoint) != 1:
+        ap.error("give one checkpoint (several only with --quick)")
+    args.checkpoint = args.checkpoint[0]
 
     torch.manual_seed(0)
     model = build_model("tiny").eval()
@@ -305,7 +505,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         tmp.replace(out / "sam_tiny.pt")
     t0 = time.time()
     figures = evaluate_model(model, args.n_scenes, args.max_objects)
+    figures["real_photos"] = real_photo_figures(model, progress=True, max_photos=args.photos)
+    figures["ambiguity"] = ambiguity_rate(model, n_scenes=args.ambiguity_scenes)
+    figures["everything"] = everything_figures(model, max_photos=args.photos)
     pictures = demo_figures(model, out / "card")
+    calibration_figure(figures["real_photos"]["iou_pairs"], out / "card" / "calibration.png")
     run_dirs = [Path(d) for d in args.runs] if args.runs else [Path(args.checkpoint).resolve().parent]
     phases = []
     for d in run_dirs:
@@ -319,6 +523,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         {"scenes": {k: v for k, v in figures["scenes"].items() if not isinstance(v, dict)},
          "scenes_large": {k: v for k, v in figures["scenes_large"].items() if not isinstance(v, dict)},
          "coins": {k: v for k, v in figures["coins"].items() if not isinstance(v, dict)},
+         "real_photos": {k: v for k, v in figures["real_photos"].items() if k != "iou_pairs"},
+         "ambiguity": figures["ambiguity"], "everything": figures["everything"],
          "training": [{k: v for k, v in ph.items() if k != "config"} for ph in phases]}, indent=2))
     print((out / "MODEL_CARD.md").read_text())
     print(f"evaluated in {time.time() - t0:.0f} s")

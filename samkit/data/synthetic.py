@@ -16,9 +16,14 @@ shape after all later shapes are drawn.
 * Scale: object sizes from a few pixels to half the image, many small ones and a few large ones, in
   clutter and heavy occlusion. Masks smaller than ``min_area`` pixels are dropped.
 
-Evaluation photos are kept out of training: the texture pool excludes by default the scikit-image photos
-that samkit evaluates on (``coins``, ``astronaut``, ``coffee``, ``chelsea``, and ``cat``, which is the
-same photo as ``chelsea``). Pass ``exclude=`` to change the list.
+* Objects made of parts (``composite_prob``): a silhouette with limbs, cut into parts of different
+  appearance, with small subparts inside (a face, a label, a button), so that a click has the nested
+  answers SA-1B's masks give (whole, part, subpart). The masks then nest: each part's mask holds its
+  subparts, and the whole object's mask holds its parts.
+
+Evaluation photos are kept out of training: the texture pool excludes by default every scikit-image photo
+that samkit evaluates on (:data:`DEFAULT_EXCLUDE`: ``coins``, ``astronaut``, ``camera``, ``chelsea``,
+``cat`` (the same photo as ``chelsea``), ``coffee`` and ``rocket``). Pass ``exclude=`` to change the list.
 
 :class:`SceneGenerator` draws scenes in memory (deterministic in ``(seed, index)``), for training on the
 fly; :func:`generate_scenes` writes them to disk as ``sa_<id>.jpg`` + ``sa_<id>.json``, readable by
@@ -52,14 +57,15 @@ __all__ = [
 PathLike = Union[str, os.PathLike]
 
 #: scikit-image photos used for evaluation, never as training textures (``cat`` is ``chelsea``).
-DEFAULT_EXCLUDE: Tuple[str, ...] = ("coins", "astronaut", "coffee", "chelsea", "cat")
-
 #: every bundled (offline) scikit-image picture usable as a texture.
 TEXTURE_SOURCES: Tuple[str, ...] = (
     "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee", "coins",
     "colorwheel", "grass", "gravel", "hubble_deep_field", "immunohistochemistry", "logo",
     "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
 )
+
+#: the texture sources samkit evaluates on (:data:`samkit.data.photos.SKIMAGE_EVAL_NAMES`): never textures.
+DEFAULT_EXCLUDE: Tuple[str, ...] = ("coins", "astronaut", "camera", "chelsea", "cat", "coffee", "rocket")
 
 _TEXTURE_CACHE: Dict[str, List[np.ndarray]] = {}
 _HORSE: Optional[np.ndarray] = None
@@ -184,12 +190,17 @@ class SceneGenerator:
         exclude: scikit-image picture names kept out of the texture pool (default: the evaluation photos).
         min_objects, max_objects: how many shapes fall on each scene (before occlusion).
         min_area: drop visible masks smaller than this many pixels (default: 0.05% of the image, >= 16).
+        composite_prob: the chance that a shape of at least 5% of the side is an object made of parts
+            (:meth:`_composite`); 0 (the default) draws the plain dead-leaves scenes, whose masks never
+            overlap.
 
-    ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order.
+    ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order
+    (an object made of parts gives its parts' masks, each holding its subparts, then the whole object's).
     """
 
     def __init__(self, size: int = 512, seed: int = 0, exclude: Sequence[str] = DEFAULT_EXCLUDE,
-                 min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None) -> None:
+                 min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None,
+                 composite_prob: float = 0.0) -> None:
         if size < 32:
             raise ValueError(f"size must be >= 32, got {size}")
         if not 1 <= min_objects <= max_objects:
@@ -203,6 +214,9 @@ class SceneGenerator:
         self.min_objects = min_objects
         self.max_objects = max_objects
         self.min_area = int(min_area) if min_area is not None else max(16, int(5e-4 * size * size))
+        if not 0.0 <= composite_prob <= 1.0:
+            raise ValueError(f"composite_prob must be in [0, 1], got {composite_prob}")
+        self.composite_prob = float(composite_prob)
 
     def preload(self) -> "SceneGenerator":
         """Load every texture of the pool now (the first scenes are otherwise slower)."""
@@ -354,6 +368,71 @@ class SceneGenerator:
             mask = mask & ((ry - cy) ** 2 + (rx - cx) ** 2 > hr ** 2)
         return mask
 
+    def _composite(self, rng: np.random.Generator, radius: float) -> Tuple[np.ndarray, List[int]]:
+        """An object made of parts, about 2 * radius across: a body cut into 1-3 parts (bands across an
+        axis, like torso and legs, or Voronoi cells), 0-3 limbs attached to its outline, and 0-3 subparts
+        inside the parts (a face, a label, a button).
+
+        Returns a local ``int16`` map (0 outside, ``p >= 1`` part ``p``) and ``parents``: ``parents[p]`` is
+        the part that subpart ``p`` lies in, or -1 for a part (``parents[0]`` is unused).
+        """
+        body = self._shape(rng, 0.8 * radius)
+        n = int(np.ceil(3.6 * radius)) + 3
+        out = np.zeros((n, n), dtype=np.int16)
+        top, left = (n - body.shape[0]) // 2, (n - body.shape[1]) // 2
+        out[top:top + body.shape[0], left:left + body.shape[1]][body] = 1
+        parents = [-1, -1]
+        n_cells = int(rng.integers(1, 4))
+        ys, xs = np.nonzero(out)
+        if n_cells > 1 and len(ys) > 4 * n_cells:
+            if rng.random() < 0.5:  # bands across an axis
+                t = rng.uniform(0, np.pi)
+                proj = xs * np.cos(t) + ys * np.sin(t)
+                cell = np.searchsorted(np.quantile(proj, np.sort(rng.uniform(0.2, 0.8, n_cells - 1))), proj)
+            else:  # Voronoi cells around seeds inside the body
+                seeds = rng.choice(len(ys), n_cells, replace=False)
+                cell = ((ys[:, None] - ys[seeds]) ** 2 + (xs[:, None] - xs[seeds]) ** 2).argmin(1)
+            out[ys, xs] = 1 + cell
+            parents += [-1] * (int(cell.max()))
+        centre = np.array([ys.mean(), xs.mean()]) if len(ys) else np.array([n / 2, n / 2])
+        for _ in range(int(rng.integers(0, 4))):  # limbs (a head, an arm, a handle)
+            sil = out > 0
+            edge = np.argwhere(sil & ~ndimage.binary_erosion(sil))
+            if not len(edge):
+                break
+            r = radius * rng.uniform(0.2, 0.5)
+            limb = self._shape(rng, r)
+            at = edge[int(rng.integers(len(edge)))].astype(np.float64)
+            direction = (at - centre) / (np.linalg.norm(at - centre) + 1e-6)
+            cy, cx = at + direction * 0.6 * r
+            self._paste(out, limb, cy, cx, len(parents), out == 0)
+            parents.append(-1)
+        for _ in range(int(rng.integers(0, 4))):  # subparts, each inside one part
+            inside = np.argwhere(np.isin(out, [p for p in range(1, len(parents)) if parents[p] == -1]))
+            if not len(inside):
+                break
+            y, x = inside[int(rng.integers(len(inside)))]
+            parent = int(out[y, x])
+            self._paste(out, self._shape(rng, radius * rng.uniform(0.08, 0.25)), y, x, len(parents),
+                        out == parent)
+            parents.append(parent)
+        ys, xs = np.nonzero(out)
+        if not len(ys):  # a shape that came out empty: nothing to place
+            return out[:0, :0], parents
+        return out[ys.min():ys.max() + 1, xs.min():xs.max() + 1], parents
+
+    @staticmethod
+    def _paste(out: np.ndarray, shape: np.ndarray, cy: float, cx: float, value: int, where: np.ndarray) -> None:
+        """Set ``out`` to ``value`` where ``shape``, centred at ``(cy, cx)``, covers a pixel of ``where``."""
+        h, w = shape.shape
+        y0, x0 = int(round(cy - h / 2)), int(round(cx - w / 2))
+        ys, xs = max(y0, 0), max(x0, 0)
+        ye, xe = min(y0 + h, out.shape[0]), min(x0 + w, out.shape[1])
+        if ye <= ys or xe <= xs:
+            return
+        region = shape[ys - y0:ye - y0, xs - x0:xe - x0] & where[ys:ye, xs:xe]
+        out[ys:ye, xs:xe][region] = value
+
     def _stuff(self, rng: np.random.Generator) -> np.ndarray:
         """A large region of the whole image bounded by a wavy line (floor, table top, sky)."""
         s = self.size
@@ -388,8 +467,15 @@ class SceneGenerator:
             label[self._stuff(rng)] = 1
             looks.append(self._colour_fn(rng, big=True))
             places.append(((s / 2, s / 2), float(s)))
+        group = [0]        # object made of parts that label k belongs to (0: a plain shape)
+        parent = [0]       # for a subpart's label, its part's label (0 otherwise)
         for radius in radii:
-            shape = self._shape(rng, float(radius))
+            parts: Optional[np.ndarray] = None
+            if self.composite_prob and radius >= 0.05 * s and rng.random() < self.composite_prob:
+                parts, parents = self._composite(rng, float(radius))
+                shape = parts > 0
+            else:
+                shape = self._shape(rng, float(radius))
             h, w = shape.shape
             cy, cx = rng.uniform(-0.1, 1.1, 2) * s
             if len(places) > 2 and rng.random() < 0.5:  # clutter: rest on or beside an earlier shape
@@ -408,9 +494,20 @@ class SceneGenerator:
             if not local.any():
                 continue
             k = len(looks)
-            label[ys:ye, xs:xe][local] = k
-            looks.append(look)
-            places.append(((cy, cx), float(radius)))
+            if parts is None:
+                label[ys:ye, xs:xe][local] = k
+                looks.append(look)
+                places.append(((cy, cx), float(radius)))
+                group.append(0)
+                parent.append(0)
+            else:
+                local_parts = parts[ys - y0: ye - y0, xs - x0: xe - x0]
+                for p in range(1, len(parents)):
+                    label[ys:ye, xs:xe][local_parts == p] = k + p - 1
+                    looks.append(look if p == 1 else self._colour_fn(rng))
+                    places.append(((cy, cx), float(radius)))
+                    group.append(k)
+                    parent.append(k + parents[p] - 1 if parents[p] > 0 else 0)
             if shadow:
                 soft = _soft_shadow(local, max(1.0, 0.15 * float(radius)))
                 shadows.append((k, ys + shadow_shift[0], xs + shadow_shift[1], soft, strength))
@@ -462,9 +559,39 @@ class SceneGenerator:
         image = (np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
         counts = bounds[1:] - bounds[:-1]
-        keep = np.asarray([k for k in range(1, len(looks)) if counts[k] >= self.min_area], dtype=np.int16)
-        masks = label[None, :, :] == keep[:, None, None]
-        return image, masks
+        if not any(group):
+            keep = np.asarray([k for k in range(1, len(looks)) if counts[k] >= self.min_area], dtype=np.int16)
+            return image, label[None, :, :] == keep[:, None, None]
+        return image, self._nested_masks(label, counts, group, parent)
+
+    def _nested_masks(self, label: np.ndarray, counts: np.ndarray, group: List[int], parent: List[int]
+                      ) -> np.ndarray:
+        """Masks of a scene with objects made of parts: a plain shape's visible pixels; a part's with its
+        subparts'; after an object's last part, the whole object when two or more of its labels show."""
+        masks: List[np.ndarray] = []
+        n = len(group)
+        first = 0  # index in masks of the current object's first mask
+        for k in range(1, n):
+            if group[k] == k:
+                first = len(masks)
+            if group[k] == 0:
+                members = [k]
+            else:
+                members = [k] + [j for j in range(k + 1, n) if parent[j] == k]
+            area = int(sum(counts[j] for j in members))
+            if area >= self.min_area:
+                masks.append(np.isin(label, members))
+            last_of_group = group[k] and (k + 1 == n or group[k + 1] != group[k])
+            if last_of_group:
+                members = [j for j in range(group[k], k + 1) if counts[j] > 0]
+                whole = int(sum(counts[j] for j in members))
+                if len(members) >= 2 and whole >= self.min_area:
+                    mask = np.isin(label, members)
+                    if not any(np.array_equal(m, mask) for m in masks[first:]):
+                        masks.append(mask)
+        if not masks:
+            return np.zeros((0, *label.shape), dtype=bool)
+        return np.stack(masks)
 
 
 def write_sa1b_record(out_dir: PathLike, image_id: int, image: np.ndarray, masks: np.ndarray,

@@ -49,6 +49,7 @@ class DataConfig:
     max_mask_fraction: float = 0.9  # drop masks covering more of the image (paper)
     image_size: int = 256  # side of generated scenes
     seed: int = 0  # seed of generated scenes / of SA-1B image selection
+    composite_prob: float = 0.0  # scenes: share of large shapes that are objects made of parts (nested masks)
     images_dir: str = "images"  # coco: image folder under root
     annotations: str = "annotations.json"  # coco: annotation file under root
     val_images_dir: Optional[str] = None

@@ -36,10 +36,30 @@ def test_card_written_from_a_checkpoint(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps({"kind": "train", "step": i, "loss": 1.0 - 0.1 * i,
                                                            "time": 30.0 * i}) + "\n" for i in range(1, 4)))
     out = tmp_path / "card"
-    model_card.main([str(ckpt), "--n-scenes", "1", "--max-objects", "2", "--out", str(out), "--runs", str(run)])
+    model_card.main([str(ckpt), "--n-scenes", "1", "--max-objects", "2", "--out", str(out), "--runs", str(run),
+                     "--photos", "1", "--ambiguity-scenes", "1"])
     text = (out / "MODEL_CARD.md").read_text()
     assert "`samkit train configs/tiny_phase9.yaml`" in text and "32 x 32 grid" in text
     assert not (out / "sam_tiny.pt").exists()  # installed only with --install
     figures = json.loads((out / "card" / "figures.json").read_text())
     assert 0 <= figures["scenes"]["1pt_oracle"] <= 1 and figures["scenes"]["objects"] <= 2
     assert figures["coins"]["objects"] > 0 and len(list((out / "card").glob("*.png"))) >= 1
+    real = figures["real_photos"]
+    assert real["images"] == 1 and real["objects"] >= 1 and 0 <= real["box_mIoU"] <= 1 and 0 <= real["iou_mae"] <= 1
+    assert 0 <= figures["everything"]["recall"] <= 1 and figures["ambiguity"]["cases"] >= 0
+    assert (out / "card" / "calibration.png").exists() and "Real photos it never saw" in text
+
+
+def test_nested_pairs_finds_parts_inside_wholes():
+    whole = np.zeros((8, 8), bool)
+    whole[1:7, 1:7] = True
+    part = np.zeros((8, 8), bool)
+    part[2:4, 2:4] = True
+    other = np.zeros((8, 8), bool)
+    other[0, 0] = True
+    masks = np.stack([part, whole, other])
+    assert model_card.nested_pairs(masks) == [(0, 1)]
+    almost = whole.copy()
+    almost[1, 1] = False
+    assert model_card.nested_pairs(np.stack([whole, almost])) == []  # 35 of 36 pixels: the same object
+
