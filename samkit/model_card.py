@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -325,7 +325,8 @@ def training_summary(run_dir: Path) -> Dict:
     import yaml
 
     info: Dict = {}
-    if not run_dir.exists():  # a phase trained elsewhere: what the installed card recorded, and its config
+    if not (run_dir / "metrics.jsonl").exists():
+        # a phase trained elsewhere: what the installed card recorded, and its config
         recorded = ASSETS / "card" / "figures.json"
         if recorded.exists():
             for ph in json.loads(recorded.read_text()).get("training", []):
@@ -358,7 +359,7 @@ def hours_text(seconds: float) -> str:
 
 
 def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Path], n_params: int,
-               checkpoint: str = "runs/tiny/model.pth") -> None:
+               checkpoint: str = "runs/tiny/model.pth", textures_seen: Sequence[str] = ()) -> None:
     s, c, g = figures["scenes"], figures["coins"], figures["scenes_large"]
     size, grid = figures["img_size"], figures["grid"]
     lines = [
@@ -453,8 +454,14 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         "",
         "## Pictures on real photos it never saw",
         "",
-        "Every evaluation photo is excluded from the texture pool of the training scenes "
-        "(`samkit.data.synthetic.DEFAULT_EXCLUDE`). Top row: one click (red star); bottom row: a box.",
+        ("Every evaluation photo is excluded from the texture pool of the training scenes "
+         "(`samkit.data.synthetic.DEFAULT_EXCLUDE`). " if not textures_seen else
+         "The texture pool of the training scenes now excludes every evaluation photo "
+         "(`samkit.data.synthetic.DEFAULT_EXCLUDE`), but these weights were trained before "
+         + " and ".join(f"`{t}`" for t in textures_seen) + " joined that list: crops of "
+         + ("that photo" if len(textures_seen) == 1 else "those photos")
+         + " appeared as textures in their training scenes, which may flatter the figures of their objects. ")
+        + "Top row: one click (red star); bottom row: a box.",
         "",
     ]
     lines += [f"![{p.stem}](card/{p.name})" for p in pictures]
@@ -480,6 +487,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--no-everything", action="store_true", help="with --quick: skip everything mode")
     ap.add_argument("--photos", type=int, default=None, help="use only the first N real photos (a quick check)")
     ap.add_argument("--ambiguity-scenes", type=int, default=24, help="held-out scenes of objects made of parts")
+    ap.add_argument("--textures-seen", nargs="*", default=[],
+                    help="evaluation photos whose crops were textures when these weights were trained (the card "
+                         "says so)")
     ap.add_argument("--install", action="store_true", help="copy the weights to samkit/assets/sam_tiny.pt")
     ap.add_argument("--n-scenes", type=int, default=40)
     ap.add_argument("--max-objects", type=int, default=400)
@@ -518,7 +528,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         phases.append(info)
     n_params = sum(p.numel() for p in model.parameters())
     write_card(out / "MODEL_CARD.md", figures, phases, pictures, n_params,
-               checkpoint=Path(args.checkpoint).as_posix())
+               checkpoint=Path(args.checkpoint).as_posix(), textures_seen=args.textures_seen)
     (out / "card" / "figures.json").write_text(json.dumps(
         {"scenes": {k: v for k, v in figures["scenes"].items() if not isinstance(v, dict)},
          "scenes_large": {k: v for k, v in figures["scenes_large"].items() if not isinstance(v, dict)},

@@ -190,6 +190,11 @@ class SceneGenerator:
         exclude: scikit-image picture names kept out of the texture pool (default: the evaluation photos).
         min_objects, max_objects: how many shapes fall on each scene (before occlusion).
         min_area: drop visible masks smaller than this many pixels (default: 0.05% of the image, >= 16).
+        object_scale: the range of object radii, as fractions of the side (log-uniform: many small shapes,
+            few large ones); real photos often hold an object of half the frame or more.
+        hero_prob: the chance that a scene has a large object in front (a fifth to a half of the side
+            across its radius, near the centre, at most a few small shapes in front of it): the subject of
+            a photo.
         composite_prob: the chance that a shape of at least 5% of the side is an object made of parts
             (:meth:`_composite`); 0 (the default) draws the plain dead-leaves scenes, whose masks never
             overlap.
@@ -200,7 +205,8 @@ class SceneGenerator:
 
     def __init__(self, size: int = 512, seed: int = 0, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                  min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None,
-                 composite_prob: float = 0.0) -> None:
+                 composite_prob: float = 0.0, object_scale: Tuple[float, float] = (0.02, 0.35),
+                 hero_prob: float = 0.0) -> None:
         if size < 32:
             raise ValueError(f"size must be >= 32, got {size}")
         if not 1 <= min_objects <= max_objects:
@@ -217,6 +223,12 @@ class SceneGenerator:
         if not 0.0 <= composite_prob <= 1.0:
             raise ValueError(f"composite_prob must be in [0, 1], got {composite_prob}")
         self.composite_prob = float(composite_prob)
+        if not 0.0 < object_scale[0] <= object_scale[1]:
+            raise ValueError(f"object_scale must be (low, high) with 0 < low <= high, got {object_scale}")
+        self.object_scale = (float(object_scale[0]), float(object_scale[1]))
+        if not 0.0 <= hero_prob <= 1.0:
+            raise ValueError(f"hero_prob must be in [0, 1], got {hero_prob}")
+        self.hero_prob = float(hero_prob)
 
     def preload(self) -> "SceneGenerator":
         """Load every texture of the pool now (the first scenes are otherwise slower)."""
@@ -459,26 +471,35 @@ class SceneGenerator:
         places = [None]    # (centre, radius) of object k
         shadows = []       # (k, top, left, soft shadow, strength)
         n_obj = int(rng.integers(self.min_objects, self.max_objects + 1))
-        # radii: log-uniform, so many small shapes and few large ones (2% to 35% of the side)
-        radii = np.sort(np.exp(rng.uniform(np.log(0.02 * s), np.log(0.35 * s), n_obj)))[::-1]
+        # radii: log-uniform, so many small shapes and few large ones (2% to 35% of the side by default)
+        low, high = self.object_scale
+        radii = np.sort(np.exp(rng.uniform(np.log(low * s), np.log(high * s), n_obj)))[::-1]
         # mostly large behind small, shuffled so that big shapes also occlude small ones
         radii = radii[np.argsort(np.arange(n_obj) + rng.normal(0, n_obj * 0.15, n_obj))]
+        hero = -1  # index in radii of the scene's subject, if it has one
+        if self.hero_prob and rng.random() < self.hero_prob:
+            hero = n_obj - int(rng.integers(0, 4))
+            radii = np.insert(radii, max(hero, 0), rng.uniform(0.2, 0.5) * s)
+            hero = max(hero, 0)
         if rng.random() < 0.45:  # a "stuff" region first (floor, table, sky)
             label[self._stuff(rng)] = 1
             looks.append(self._colour_fn(rng, big=True))
             places.append(((s / 2, s / 2), float(s)))
         group = [0]        # object made of parts that label k belongs to (0: a plain shape)
         parent = [0]       # for a subpart's label, its part's label (0 otherwise)
-        for radius in radii:
+        for index, radius in enumerate(radii):
             parts: Optional[np.ndarray] = None
-            if self.composite_prob and radius >= 0.05 * s and rng.random() < self.composite_prob:
+            composite_prob = max(self.composite_prob, 0.7) if index == hero else self.composite_prob
+            if composite_prob and radius >= 0.05 * s and rng.random() < composite_prob:
                 parts, parents = self._composite(rng, float(radius))
                 shape = parts > 0
             else:
                 shape = self._shape(rng, float(radius))
             h, w = shape.shape
             cy, cx = rng.uniform(-0.1, 1.1, 2) * s
-            if len(places) > 2 and rng.random() < 0.5:  # clutter: rest on or beside an earlier shape
+            if index == hero:
+                cy, cx = rng.uniform(0.3, 0.7, 2) * s
+            elif len(places) > 2 and rng.random() < 0.5:  # clutter: rest on or beside an earlier shape
                 (py, px), pr = places[int(rng.integers(1, len(places)))]
                 if pr < s / 2:
                     cy, cx = np.array([py, px]) + rng.normal(0, 0.6, 2) * pr

@@ -50,6 +50,8 @@ class DataConfig:
     image_size: int = 256  # side of generated scenes
     seed: int = 0  # seed of generated scenes / of SA-1B image selection
     composite_prob: float = 0.0  # scenes: share of large shapes that are objects made of parts (nested masks)
+    object_scale: Tuple[float, float] = (0.02, 0.35)  # scenes: object radii, fractions of the side
+    hero_prob: float = 0.0  # scenes: share of scenes with a large object in front (a photo's subject)
     images_dir: str = "images"  # coco: image folder under root
     annotations: str = "annotations.json"  # coco: annotation file under root
     val_images_dir: Optional[str] = None

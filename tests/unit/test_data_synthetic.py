@@ -97,3 +97,19 @@ def test_objects_made_of_parts_give_nested_masks():
                                                     max_objects=4)(3)[1])
     with pytest.raises(ValueError, match="composite_prob"):
         SceneGenerator(64, composite_prob=1.5)
+
+
+def test_a_large_subject_in_front_and_larger_objects():
+    plain = [SceneGenerator(128, seed=2)(i)[1] for i in range(6)]
+    subject = [SceneGenerator(128, seed=2, hero_prob=1.0, object_scale=(0.02, 0.45))(i)[1] for i in range(6)]
+
+    def largest(masks):
+        return float(masks.reshape(len(masks), -1).mean(1).max())
+
+    # every scene has a subject of at least a fifth of the side in radius; some of it stays visible
+    assert np.median([largest(m) for m in subject]) > np.median([largest(m) for m in plain])
+    assert min(largest(m) for m in subject) > 0.04
+    with pytest.raises(ValueError, match="object_scale"):
+        SceneGenerator(64, object_scale=(0.3, 0.1))
+    with pytest.raises(ValueError, match="hero_prob"):
+        SceneGenerator(64, hero_prob=-0.1)
