@@ -193,7 +193,8 @@ def calibration_figure(pairs: List[List[float]], out_path: Path) -> Path:
     return path
 
 
-def quick_table(checkpoints: List[str], everything: bool = True) -> List[Dict]:
+def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Optional[int] = None,
+                ambiguity_scenes: int = 24) -> List[Dict]:
     """Score each checkpoint on the real photos (and ambiguity, everything mode): the numbers that choose
     the weights to ship. Prints one row per checkpoint."""
     from . import build_model
@@ -206,9 +207,9 @@ def quick_table(checkpoints: List[str], everything: bool = True) -> List[Dict]:
     for ck in checkpoints:
         model = build_model("tiny").eval()
         load_into(model, load_state_dict(ck) if ck != "shipped" else load_state_dict(ASSETS / "sam_tiny.pt"))
-        r = real_photo_figures(model)
-        r["ambiguity"] = ambiguity_rate(model)
-        r["everything"] = everything_figures(model) if everything else {}
+        r = real_photo_figures(model, max_photos=max_photos)
+        r["ambiguity"] = ambiguity_rate(model, n_scenes=ambiguity_scenes)
+        r["everything"] = everything_figures(model, max_photos=max_photos) if everything else {}
         e = r["everything"]
         print(f"| {ck} | {r['1pt_oracle']:.3f} | {r['1pt_confident']:.3f} | {r['3pt']:.3f} | {r['box_mIoU']:.3f} | "
               f"{r['box_fill_mIoU']:.3f} | {r['iou_mae']:.3f} | {r['iou_corr']:+.3f} | "
@@ -497,7 +498,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--runs", nargs="*", help="training run folders to summarise (default: the checkpoint's)")
     args = ap.parse_args(argv)
     if args.quick:
-        quick_table(args.checkpoint, everything=not args.no_everything)
+        quick_table(args.checkpoint, everything=not args.no_everything, max_photos=args.photos,
+                    ambiguity_scenes=args.ambiguity_scenes)
         return
     if len(args.checkpoint) != 1:
         ap.error("give one checkpoint (several only with --quick)")

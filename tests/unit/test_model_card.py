@@ -63,3 +63,13 @@ def test_nested_pairs_finds_parts_inside_wholes():
     almost[1, 1] = False
     assert model_card.nested_pairs(np.stack([whole, almost])) == []  # 35 of 36 pixels: the same object
 
+
+
+def test_quick_table_scores_the_shipped_weights(capsys):
+    rows = model_card.quick_table(["shipped"], max_photos=1, ambiguity_scenes=1)
+    printed = capsys.readouterr().out
+    assert "| shipped |" in printed and "1 click oracle" in printed
+    (row,) = rows
+    assert row["images"] == 1 and row["objects"] >= 1
+    assert 0 <= row["1pt_confident"] <= row["1pt_oracle"] <= 1 and 0 <= row["box_fill_mIoU"] <= 1
+    assert row["everything"]["photos"] == 1 and row["ambiguity"]["cases"] >= 0
