@@ -56,7 +56,6 @@ __all__ = [
 
 PathLike = Union[str, os.PathLike]
 
-#: scikit-image photos used for evaluation, never as training textures (``cat`` is ``chelsea``).
 #: every bundled (offline) scikit-image picture usable as a texture.
 TEXTURE_SOURCES: Tuple[str, ...] = (
     "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee", "coins",
@@ -64,7 +63,8 @@ TEXTURE_SOURCES: Tuple[str, ...] = (
     "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
 )
 
-#: the texture sources samkit evaluates on (:data:`samkit.data.photos.SKIMAGE_EVAL_NAMES`): never textures.
+#: the texture sources samkit evaluates on (:data:`samkit.data.photos.SKIMAGE_EVAL_NAMES`; ``cat`` is
+#: ``chelsea``): never training textures.
 DEFAULT_EXCLUDE: Tuple[str, ...] = ("coins", "astronaut", "camera", "chelsea", "cat", "coffee", "rocket")
 
 _TEXTURE_CACHE: Dict[str, List[np.ndarray]] = {}
