@@ -197,16 +197,14 @@ def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Opt
                 ambiguity_scenes: int = 24) -> List[Dict]:
     """Score each checkpoint on the real photos (and ambiguity, everything mode): the numbers that choose
     the weights to ship. Prints one row per checkpoint."""
-    from . import build_model
-    from .checkpoints import load_into, load_state_dict
+    from . import load_model
 
     rows = []
     print("| weights | 1 click oracle | 1 click confident | 3 clicks | box | box filled | IoU MAE | IoU corr | "
           "ambiguity | everything: masks/photo, recall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for ck in checkpoints:
-        model = build_model("tiny").eval()
-        load_into(model, load_state_dict(ck) if ck != "shipped" else load_state_dict(ASSETS / "sam_tiny.pt"))
+        model = load_model("tiny", checkpoint=None if ck == "shipped" else ck, device="cpu").eval()
         r = real_photo_figures(model, max_photos=max_photos)
         r["ambiguity"] = ambiguity_rate(model, n_scenes=ambiguity_scenes)
         r["everything"] = everything_figures(model, max_photos=max_photos) if everything else {}
