@@ -49,6 +49,10 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
                     f"the embedded tiny model is missing ({EMBEDDED_TINY}); train it with "
                     "`samkit train configs/tiny.yaml` or pass checkpoint=...")
             checkpoint = EMBEDDED_TINY
+        elif name == "tiny_hq":
+            raise FileNotFoundError(
+                "tiny_hq has no shipped weights; train it (`samkit train configs/tiny_hq.yaml`) and pass "
+                "checkpoint=runs/tiny_hq/model.pth")
         else:  # downloaded or cached, its SHA-256 checked before the first use
             checkpoint = checkpoints.checkpoint_path(name, download=download)
     model = build_model(name)

@@ -193,18 +193,29 @@ def calibration_figure(pairs: List[List[float]], out_path: Path) -> Path:
     return path
 
 
+def load_candidate(checkpoint: str):
+    """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
+    ``tiny`` or ``tiny_hq`` (told apart by the detail path's parameters), in eval mode on the CPU."""
+    from . import load_model
+    from .checkpoints import load_state_dict
+
+    if checkpoint == "shipped":
+        return load_model("tiny", device="cpu").eval()
+    state = load_state_dict(checkpoint)
+    name = "tiny_hq" if any(k.startswith("image_encoder.detail.") for k in state) else "tiny"
+    return load_model(name, checkpoint=checkpoint, device="cpu").eval()
+
+
 def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Optional[int] = None,
                 ambiguity_scenes: int = 24) -> List[Dict]:
     """Score each checkpoint on the real photos (and ambiguity, everything mode): the numbers that choose
     the weights to ship. Prints one row per checkpoint."""
-    from . import load_model
-
     rows = []
     print("| weights | 1 click oracle | 1 click confident | 3 clicks | box | box filled | IoU MAE | IoU corr | "
           "ambiguity | everything: masks/photo, recall |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for ck in checkpoints:
-        model = load_model("tiny", checkpoint=None if ck == "shipped" else ck, device="cpu").eval()
+        model = load_candidate(ck)
         r = real_photo_figures(model, max_photos=max_photos)
         r["ambiguity"] = ambiguity_rate(model, n_scenes=ambiguity_scenes)
         r["everything"] = everything_figures(model, max_photos=max_photos) if everything else {}
@@ -474,12 +485,10 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from . import build_model
-    from .checkpoints import load_into, load_state_dict
-
     ap = argparse.ArgumentParser(prog="python -m samkit.model_card", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", nargs="+",
-                    help="a trained tiny checkpoint (training checkpoint or state dict); with --quick, several "
+                    help="a trained tiny or tiny_hq checkpoint (training checkpoint or state dict); with --quick, "
+                         "several "
                          "('shipped' names the installed weights)")
     ap.add_argument("--quick", action="store_true",
                     help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")
@@ -504,9 +513,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     args.checkpoint = args.checkpoint[0]
 
     torch.manual_seed(0)
-    model = build_model("tiny").eval()
-    state = load_state_dict(args.checkpoint)
-    load_into(model, state)
+    model = load_candidate(args.checkpoint)
+    if args.install and model.name != "tiny":
+        ap.error(f"{args.checkpoint} holds {model.name} weights; only tiny weights install as the embedded model")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.install:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..model.image_encoder import unpack_detail
 from ..model.mask_decoder import MaskDecoder
 from ..model.transformer import TwoWayAttentionBlock, TwoWayTransformer
 from .attention import attend_projected_image, attention, image_attends_projected, split_heads
@@ -159,6 +160,7 @@ def predict_masks(decoder: MaskDecoder, image_embeddings: Tensor, image_pe: Tens
     (batch 1), when the caller kept it; ``fold_attention=False`` keeps the plain attention order.
     """
     B = sparse_prompt_embeddings.shape[0]
+    image_embeddings, detail = unpack_detail(image_embeddings, decoder.transformer_dim)
     if image_embeddings.shape[0] not in (1, B):
         raise ValueError(f"image_embeddings has batch {image_embeddings.shape[0]}; "
                          f"expected 1 or {B} (one per prompt)")
@@ -178,13 +180,21 @@ def predict_masks(decoder: MaskDecoder, image_embeddings: Tensor, image_pe: Tens
     iou_token_out = hs[:, 0, :]
     mask_tokens_out = hs[:, 1:1 + decoder.num_mask_tokens, :]
 
-    features = upscale(decoder, src, h, w, high_res_features)                  # B x 16hw x C/8
     idx = range(decoder.num_mask_tokens)[mask_slice]
     hyper = torch.stack([decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
                          for i in idx], dim=1)                                 # B x M x C/8
+    iou_pred = decoder.iou_prediction_head(iou_token_out)[:, mask_slice]
+    if decoder.detail_chans > 0:  # the detail path's 3x3 convolutions need the plain pixel order
+        if detail is None:
+            raise ValueError("this decoder expects image embeddings with a packed detail map")
+        up = decoder.output_upscaling(src.transpose(1, 2).reshape(B, -1, h, w))  # B x C/8 x 4h x 4w
+        up = up + decoder.detail_proj(detail)
+        up = up + decoder.detail_refine(up)
+        masks = (hyper @ up.flatten(2)).reshape(B, len(idx), 4 * h, 4 * w)
+        return masks, iou_pred
+    features = upscale(decoder, src, h, w, high_res_features)                  # B x 16hw x C/8
     masks = features @ hyper.transpose(1, 2)                                   # B x 16hw x M
     # blocked order (i, j, di1, dj1, di2, dj2) -> row 4i + 2 di1 + di2, column 4j + 2 dj1 + dj2
     masks = masks.reshape(B, h, w, 2, 2, 2, 2, len(idx)).permute(0, 7, 1, 3, 5, 2, 4, 6)
     masks = masks.reshape(B, len(idx), 4 * h, 4 * w)
-    iou_pred = decoder.iou_prediction_head(iou_token_out)[:, mask_slice]
     return masks, iou_pred

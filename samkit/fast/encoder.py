@@ -22,6 +22,7 @@ from ..model.image_encoder import (
     Attention,
     Block,
     ImageEncoderViT,
+    pack_detail,
     rel_pos_terms,
     window_partition,
     window_unpartition,
@@ -115,10 +116,15 @@ def block_forward(block: Block, x: Tensor) -> Tensor:
 
 
 def encode(encoder: ImageEncoderViT, x: Tensor) -> Tensor:
-    """``encoder(x)`` at inference: ``B x 3 x S x S`` -> ``B x 256 x S/16 x S/16``."""
+    """``encoder(x)`` at inference: ``B x 3 x S x S`` -> ``B x 256 x S/16 x S/16`` (with a detail
+    path, the detail map packed into extra channels: ``image_encoder.pack_detail``)."""
+    image = x
     x = encoder.patch_embed(x)                       # B x 64 x 64 x D
     if encoder.pos_embed is not None:
         x = x + encoder.pos_embed
     for block in encoder.blocks:
         x = block_forward(block, x)
-    return encoder.neck(x.permute(0, 3, 1, 2))       # B x 256 x 64 x 64
+    x = encoder.neck(x.permute(0, 3, 1, 2))          # B x 256 x 64 x 64
+    if encoder.detail is not None:
+        x = pack_detail(x, encoder.detail(image))
+    return x

@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..model.image_encoder import ImageEncoderViT
+from ..model.image_encoder import ImageEncoderViT, unpack_detail
 from ..model.sam import Sam
 from . import decoder, encoder
 from .postprocess import postprocess_masks
@@ -70,6 +70,7 @@ class FastSam:
         no_mask = self.model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         pe = image_pe if image_pe is not None else self.dense_pe()
         transformer = self.model.mask_decoder.transformer
+        image_embeddings, _ = unpack_detail(image_embeddings, self.model.mask_decoder.transformer_dim)
         return decoder.image_side(transformer, image_embeddings + no_mask, pe)
 
     def encode_prompts_and_decode(self, image_embeddings: Tensor, point_coords=None,

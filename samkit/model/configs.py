@@ -32,6 +32,8 @@ class ViTConfig:
     global_attn_indexes: Tuple[int, ...] = (2, 5, 8, 11)  # these blocks attend globally
     out_chans: int = 256           # the neck projects to the decoder's width
     use_rel_pos: bool = True       # decomposed relative position bias (MViTv2)
+    detail_chans: int = 0          # >0: a convolutional stem gives a stride-4 detail map (HQ-SAM's idea);
+                                   # 0 for the official models
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ class SamConfig:
         return self.encoder.img_size // 16  # TinyViT downsamples 4x, then 2x three times but the last stage
 
     @property
+    def detail_chans(self) -> int:
+        """Channels of the stride-4 detail map (0: the official design, no detail path)."""
+        return getattr(self.encoder, "detail_chans", 0)
+
+    @property
     def low_res_size(self) -> int:
         """Side of the decoder's low-res mask logits (256 for the official models)."""
         return 4 * self.embedding_size
@@ -111,6 +118,18 @@ CONFIGS = {
         "tiny",
         ViTConfig(img_size=512, patch_size=16, embed_dim=192, depth=6, num_heads=6, window_size=8,
                   global_attn_indexes=(2, 5), out_chans=96),
+        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
+                      iou_head_hidden_dim=96),
+    ),
+    # ``tiny`` plus a high-resolution path (HQ-SAM's idea, for boundaries that follow the image rather
+    # than the 16-pixel token grid): a 3-convolution stem turns the image into a 16-channel stride-4
+    # detail map (128 x 128 at 512 px) that the mask decoder adds to its upscaled embedding and refines
+    # with each prompt. It grows from ``tiny``'s weights: the new parts start at zero, so before training
+    # it predicts exactly what ``tiny`` does (``samkit train configs/tiny_hq.yaml``).
+    "tiny_hq": SamConfig(
+        "tiny_hq",
+        ViTConfig(img_size=512, patch_size=16, embed_dim=192, depth=6, num_heads=6, window_size=8,
+                  global_attn_indexes=(2, 5), out_chans=96, detail_chans=16),
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96),
     ),

@@ -176,6 +176,46 @@ class Block(nn.Module):
         return x + self._residual(self.mlp(self.norm2(x)))
 
 
+class DetailStem(nn.Module):
+    """The high-resolution path: ``B x 3 x S x S`` normalised image -> ``B x d x S/4 x S/4`` detail map.
+
+    Three 3x3 convolutions (stride 2, 2, 1) with LayerNorm2d and GELU: edges, colours and textures at 4
+    input pixels per cell, the resolution of the decoder's low-res masks, where the ViT sees 16.
+    """
+
+    def __init__(self, out_chans: int, width: int = 32, in_chans: int = 3) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_chans, width, kernel_size=3, stride=2, padding=1),
+            LayerNorm2d(width),
+            nn.GELU(),
+            nn.Conv2d(width, width, kernel_size=3, stride=2, padding=1),
+            LayerNorm2d(width),
+            nn.GELU(),
+            nn.Conv2d(width, out_chans, kernel_size=3, padding=1),
+            LayerNorm2d(out_chans),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)
+
+
+def pack_detail(embedding: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+    """``B x C x e x e`` embedding + ``B x d x 4e x 4e`` detail map -> one ``B x (C + 16 d) x e x e``
+    tensor (the detail map folded 4x4 into channels), so that everything that stores or passes image
+    embeddings around (the predictor, the embedding cache, training's frozen-encoder cache) carries the
+    detail map without knowing about it. :func:`unpack_detail` undoes it."""
+    return torch.cat([embedding, F.pixel_unshuffle(detail, 4)], dim=1)
+
+
+def unpack_detail(packed: torch.Tensor, embed_dim: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Inverse of :func:`pack_detail`: ``(B x C x e x e, B x d x 4e x 4e)``, or ``(packed, None)`` when the
+    tensor has only the ``embed_dim`` embedding channels."""
+    if packed.shape[1] == embed_dim:
+        return packed, None
+    return packed[:, :embed_dim], F.pixel_shuffle(packed[:, embed_dim:], 4)
+
+
 class ImageEncoderViT(nn.Module):
     """``B x 3 x img_size x img_size`` normalised image -> ``B x out_chans x (img/patch) x (img/patch)``.
 
@@ -189,9 +229,10 @@ class ImageEncoderViT(nn.Module):
                  out_chans: int = 256, qkv_bias: bool = True, use_abs_pos: bool = True,
                  use_rel_pos: bool = True, window_size: int = 14,
                  global_attn_indexes: Tuple[int, ...] = (2, 5, 8, 11),
-                 drop_path_rate: float = 0.0) -> None:
+                 drop_path_rate: float = 0.0, detail_chans: int = 0) -> None:
         super().__init__()
         self.img_size = img_size
+        self.out_chans = out_chans
         self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
         grid = img_size // patch_size
         self.pos_embed: Optional[nn.Parameter] = None
@@ -208,6 +249,8 @@ class ImageEncoderViT(nn.Module):
             nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
             LayerNorm2d(out_chans),
         )
+        # optional high-resolution path (``tiny_hq``); the official models have none
+        self.detail = DetailStem(detail_chans) if detail_chans > 0 else None
 
     def set_drop_path(self, rate: float) -> None:
         """Stochastic depth increasing linearly from 0 (first block) to ``rate`` (last block)."""
@@ -217,16 +260,22 @@ class ImageEncoderViT(nn.Module):
 
     def layer_id(self, param_name: str) -> int:
         """Depth index of a parameter for layer-wise lr decay: embeddings 0, block i -> i + 1, neck last."""
-        if param_name.startswith(("patch_embed", "pos_embed")):
+        if param_name.startswith(("patch_embed", "pos_embed", "detail")):
             return 0
         if param_name.startswith("blocks."):
             return int(param_name.split(".")[1]) + 1
         return len(self.blocks) + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x 3 x S x S`` -> ``B x out_chans x S/16 x S/16`` (with a detail path:
+        ``B x (out_chans + 16 d) x S/16 x S/16``, see :func:`pack_detail`)."""
+        image = x
         x = self.patch_embed(x)                       # B x 64 x 64 x D
         if self.pos_embed is not None:
             x = x + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
-        return self.neck(x.permute(0, 3, 1, 2))       # B x 256 x 64 x 64
+        x = self.neck(x.permute(0, 3, 1, 2))          # B x 256 x 64 x 64
+        if self.detail is not None:
+            x = pack_detail(x, self.detail(image))    # + the B x d x S/4 x S/4 detail map
+        return x

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from .common import MLP, LayerNorm2d
+from .image_encoder import unpack_detail
 
 
 class MaskDecoder(nn.Module):
     def __init__(self, *, transformer_dim: int, transformer: nn.Module,
                  num_multimask_outputs: int = 3, activation: Type[nn.Module] = nn.GELU,
-                 iou_head_depth: int = 3, iou_head_hidden_dim: int = 256) -> None:
+                 iou_head_depth: int = 3, iou_head_hidden_dim: int = 256, detail_chans: int = 0) -> None:
         super().__init__()
         self.transformer_dim = transformer_dim
         self.transformer = transformer
@@ -40,6 +41,20 @@ class MaskDecoder(nn.Module):
             for _ in range(self.num_mask_tokens))
         self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens,
                                        iou_head_depth)
+        # optional high-resolution path (``tiny_hq``): the encoder's stride-4 detail map is projected
+        # onto the upscaled embedding, then a residual 3x3 conv pair mixes the two for each prompt, so
+        # the hypernetwork's dot product sees edges at 4 input pixels per cell. Both end in a
+        # zero-initialised conv: untrained, the path changes nothing.
+        self.detail_chans = detail_chans
+        if detail_chans > 0:
+            c = transformer_dim // 8
+            self.detail_proj = nn.Conv2d(detail_chans, c, kernel_size=1)
+            self.detail_refine = nn.Sequential(
+                nn.Conv2d(c, c, kernel_size=3, padding=1), activation(),
+                nn.Conv2d(c, c, kernel_size=3, padding=1))
+            for conv in (self.detail_proj, self.detail_refine[-1]):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
@@ -47,7 +62,8 @@ class MaskDecoder(nn.Module):
         """Predict masks for ``B`` prompts.
 
         Args:
-            image_embeddings: ``1 x C x 64 x 64`` (shared by all prompts) or ``B x C x 64 x 64``.
+            image_embeddings: ``1 x C x 64 x 64`` (shared by all prompts) or ``B x C x 64 x 64``
+                (with a detail path, ``C + 16 d`` channels: see ``image_encoder.pack_detail``).
             image_pe: ``1 x C x 64 x 64``.
             sparse_prompt_embeddings: ``B x K x C``; dense_prompt_embeddings: ``B x C x 64 x 64``.
         Returns:
@@ -64,6 +80,7 @@ class MaskDecoder(nn.Module):
         """All 4 masks (or those of ``mask_slice``): ``B x 4 x 256 x 256`` logits and ``B x 4`` IoU
         predictions."""
         B = sparse_prompt_embeddings.shape[0]
+        image_embeddings, detail = unpack_detail(image_embeddings, self.transformer_dim)
         if image_embeddings.shape[0] not in (1, B):
             raise ValueError(f"image_embeddings has batch {image_embeddings.shape[0]}; "
                              f"expected 1 or {B} (one per prompt)")
@@ -83,6 +100,13 @@ class MaskDecoder(nn.Module):
 
         src = src.transpose(1, 2).reshape(b, c, h, w)
         upscaled = self.output_upscaling(src)                  # B x C/8 x 4h x 4w
+        if self.detail_chans > 0:
+            if detail is None:
+                raise ValueError(f"this decoder expects image embeddings with a detail map "
+                                 f"({self.transformer_dim} + 16 x {self.detail_chans} channels), "
+                                 f"got {self.transformer_dim}")
+            upscaled = upscaled + self.detail_proj(detail)     # (1 or B) x d x 4h x 4w -> + B x C/8 x 4h x 4w
+            upscaled = upscaled + self.detail_refine(upscaled)
         idx = range(self.num_mask_tokens)[mask_slice]
         hyper_in = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
                                 for i in idx], dim=1)          # B x M x C/8

@@ -109,7 +109,8 @@ def build_sam(config: SamConfig, drop_path_rate: float = 0.0) -> Sam:
             img_size=enc.img_size, patch_size=enc.patch_size, embed_dim=enc.embed_dim, depth=enc.depth,
             num_heads=enc.num_heads, mlp_ratio=enc.mlp_ratio, out_chans=enc.out_chans,
             use_rel_pos=enc.use_rel_pos, window_size=enc.window_size,
-            global_attn_indexes=enc.global_attn_indexes, drop_path_rate=drop_path_rate)
+            global_attn_indexes=enc.global_attn_indexes, drop_path_rate=drop_path_rate,
+            detail_chans=enc.detail_chans)
     dec = config.decoder
     e = config.embedding_size
     prompt_encoder = PromptEncoder(embed_dim=dec.prompt_embed_dim, image_embedding_size=(e, e),
@@ -120,5 +121,5 @@ def build_sam(config: SamConfig, drop_path_rate: float = 0.0) -> Sam:
                                       num_heads=dec.transformer_num_heads, mlp_dim=dec.transformer_mlp_dim,
                                       attention_downsample_rate=dec.attention_downsample_rate),
         num_multimask_outputs=dec.num_multimask_outputs, iou_head_depth=dec.iou_head_depth,
-        iou_head_hidden_dim=dec.iou_head_hidden_dim)
+        iou_head_hidden_dim=dec.iou_head_hidden_dim, detail_chans=config.detail_chans)
     return Sam(image_encoder, prompt_encoder, mask_decoder, config)

@@ -69,6 +69,9 @@ class TrainConfig:
     model: str = "tiny"  # vit_b | vit_l | vit_h | vit_t | tiny
     # None: random init; "default": samkit.load_model's weights; or a path
     checkpoint: Optional[str] = None
+    # grow a larger model from a smaller one: this model's weights (samkit.load_model) fill the parameters
+    # the two share (tiny -> tiny_hq); the new ones keep their initialisation. Exclusive with checkpoint.
+    grow_from: Optional[str] = None
     train_parts: str = "decoder"  # decoder_scratch | decoder | prompt_encoder+decoder | all
     # train at this input side instead of the model's own (position tables of a checkpoint made at
     # another side are resized)
@@ -204,6 +207,11 @@ class TrainConfig:
 
         if self.model not in MODEL_NAMES:
             bad("model", f"is {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        if self.grow_from is not None:
+            if self.grow_from not in MODEL_NAMES:
+                bad("grow_from", f"is {self.grow_from!r}; choose one of {', '.join(MODEL_NAMES)}")
+            if self.checkpoint is not None:
+                bad("grow_from", "and 'checkpoint' are both set; a model starts from one of them")
         if self.train_parts not in TRAIN_PARTS:
             bad("train_parts", f"is {self.train_parts!r}; choose one of {', '.join(TRAIN_PARTS)}")
         if self.schedule not in SCHEDULES:

@@ -59,7 +59,16 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
     if cfg.img_size is not None:
         config = config.at_resolution(cfg.img_size)
     model = build_sam(config)
-    if cfg.checkpoint == "default":
+    if cfg.grow_from is not None:
+        base = samkit.load_model(cfg.grow_from).state_dict()
+        result = checkpoints.load_into(model, base, strict=False, resize=True)
+        if result.unexpected_keys:
+            raise ValueError(f"field 'grow_from': {cfg.grow_from} has parameters that {cfg.model} lacks "
+                             f"({', '.join(result.unexpected_keys[:4])}, ...); it can only grow into a "
+                             "model that contains it")
+        print(f"grew {cfg.model} from {cfg.grow_from}: {len(base)} tensors copied, "
+              f"{len(result.missing_keys)} new ones initialised")
+    elif cfg.checkpoint == "default":
         checkpoints.load_into(model, samkit.load_model(cfg.model).state_dict(), resize=True)
     elif cfg.checkpoint is not None:
         path = Path(cfg.checkpoint).expanduser()

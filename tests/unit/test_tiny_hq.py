@@ -1,0 +1,128 @@
+"""tiny_hq: the embedded tiny plus a stride-4 detail path, grown from tiny's weights."""
+import numpy as np
+import pytest
+import torch
+
+import samkit
+from samkit import checkpoints
+from samkit.data import SceneGenerator
+from samkit.model.configs import get_config
+from samkit.model.image_encoder import pack_detail, unpack_detail
+from samkit.model.sam import build_sam
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return samkit.load_model("tiny")
+
+
+def grown(tiny, perturb: float = 0.0) -> samkit.Sam:
+    torch.manual_seed(0)
+    model = build_sam(get_config("tiny_hq"))
+    result = checkpoints.load_into(model, tiny.state_dict(), strict=False)
+    assert result.unexpected_keys == []
+    assert result.missing_keys and all(".detail" in k for k in result.missing_keys)
+    if perturb:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if ".detail" in name:
+                    p.add_(perturb * torch.randn_like(p))
+    return model.eval()
+
+
+def scene():
+    image, masks = SceneGenerator(size=256, seed=5)(0)
+    ys, xs = np.nonzero(masks[0])
+    return image, np.array([[xs.mean(), ys.mean()]])
+
+
+def predict(model, image, point, fast=True):
+    p = samkit.Predictor(model, fast=fast)
+    p.set_image(image)
+    return p, p.predict(point_coords=point, point_labels=np.array([1]))
+
+
+def test_pack_and_unpack_detail():
+    emb, detail = torch.randn(2, 96, 8, 8), torch.randn(2, 16, 32, 32)
+    packed = pack_detail(emb, detail)
+    assert packed.shape == (2, 96 + 16 * 16, 8, 8)
+    e2, d2 = unpack_detail(packed, 96)
+    assert torch.equal(e2, emb) and torch.equal(d2, detail)
+    e3, d3 = unpack_detail(emb, 96)
+    assert e3 is emb and d3 is None
+
+
+def test_grown_model_predicts_exactly_what_tiny_does(tiny):
+    image, point = scene()
+    _, (m0, iou0, low0) = predict(tiny, image, point)
+    p, (m1, iou1, low1) = predict(grown(tiny), image, point)
+    assert p.features.shape == (1, 96 + 16 * 16, 32, 32)
+    np.testing.assert_allclose(low1, low0, atol=1e-4)
+    np.testing.assert_allclose(iou1, iou0, atol=1e-5)
+
+
+@pytest.mark.parametrize("prompt", ["point", "box_then_mask"])
+def test_detail_path_is_live_and_fast_equals_plain(tiny, prompt):
+    image, point = scene()
+    model = grown(tiny, perturb=0.05)
+    lows = []
+    for fast in (True, False):
+        p = samkit.Predictor(model, fast=fast)
+        p.set_image(image)
+        if prompt == "point":
+            _, _, low = p.predict(point_coords=point, point_labels=np.array([1]))
+        else:
+            _, _, first = p.predict(box=np.array([20, 20, 200, 180]), multimask_output=False)
+            _, _, low = p.predict(point_coords=point, point_labels=np.array([1]), mask_input=first)
+        lows.append(low)
+    np.testing.assert_allclose(lows[0], lows[1], atol=1e-3)
+    _, (_, _, plain_tiny) = predict(tiny, image, point)
+    if prompt == "point":
+        assert np.abs(lows[0] - plain_tiny).max() > 1e-2   # the perturbed path changes the masks
+
+
+def test_decoder_refuses_an_embedding_without_its_detail_map(tiny):
+    model = grown(tiny)
+    pe = model.prompt_encoder.get_dense_pe()
+    sparse, dense = model.prompt_encoder(points=(torch.zeros(1, 1, 2), torch.ones(1, 1)), boxes=None, masks=None)
+    with pytest.raises(ValueError, match="detail map"):
+        model.mask_decoder(torch.zeros(1, 96, 32, 32), pe, sparse, dense, multimask_output=True)
+
+
+def test_set_embedding_expects_the_packed_channels(tiny):
+    p = samkit.Predictor(grown(tiny))
+    with pytest.raises(ValueError, match="1 x 352 x 32 x 32"):
+        p.set_embedding(torch.zeros(1, 96, 32, 32), (100, 100))
+    p.set_embedding(torch.zeros(1, 352, 32, 32), (100, 100))
+    masks, _, _ = p.predict(point_coords=np.array([[50, 50]]), point_labels=np.array([1]))
+    assert masks.shape == (3, 100, 100)
+
+
+def test_tiny_hq_has_no_shipped_weights():
+    with pytest.raises(FileNotFoundError, match="configs/tiny_hq.yaml"):
+        samkit.load_model("tiny_hq")
+
+
+def test_training_grows_tiny_hq_from_tiny(tiny):
+    from samkit.train.config import TrainConfig
+    from samkit.train.loop import build_training_model
+
+    model = build_training_model(TrainConfig(model="tiny_hq", grow_from="tiny", train_parts="all"))
+    state, base = model.state_dict(), tiny.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in base.items())
+    assert torch.count_nonzero(state["mask_decoder.detail_proj.weight"]) == 0
+    with pytest.raises(ValueError, match="grow_from"):
+        TrainConfig(model="tiny_hq", grow_from="tiny", checkpoint="default").validate()
+    with pytest.raises(ValueError, match="grow_from"):
+        TrainConfig(model="tiny_hq", grow_from="small").validate()
+    with pytest.raises(FileNotFoundError, match="no shipped weights"):
+        build_training_model(TrainConfig(model="tiny", grow_from="tiny_hq"))
+
+
+def test_model_card_tells_tiny_hq_weights_apart(tiny, tmp_path):
+    from samkit.model_card import load_candidate
+
+    path = tmp_path / "hq.pth"
+    torch.save(grown(tiny).state_dict(), path)
+    assert load_candidate(str(path)).name == "tiny_hq"
+    assert load_candidate("shipped").name == "tiny"
