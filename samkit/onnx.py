@@ -143,7 +143,7 @@ def _metadata(model: Sam, **extra) -> dict:
     cfg = model.config
     e = model.prompt_encoder.image_embedding_size[0]
     return {"samkit_model": model.name, "img_size": model.img_size, "embedding_size": e,
-            "embedding_dim": model.prompt_encoder.embed_dim,
+            "embedding_dim": model.embedding_channels,
             "mask_input_size": list(model.prompt_encoder.mask_input_size),
             "config": repr(cfg), **extra}
 
@@ -182,7 +182,7 @@ def export_decoder(model: Sam, path: Union[str, Path], opset: int = 17, return_s
     path = Path(path)
     model = model.eval().cpu()
     wrapper = SamDecoderOnnx(model, return_single_mask=return_single_mask, postprocess=postprocess)
-    c, e = model.prompt_encoder.embed_dim, model.prompt_encoder.image_embedding_size[0]
+    c, e = model.embedding_channels, model.prompt_encoder.image_embedding_size[0]
     m = model.prompt_encoder.mask_input_size[0]
     args = (torch.randn(1, c, e, e), torch.randint(0, model.img_size, (1, 5, 2)).float(),
             torch.randint(-1, 4, (1, 5)).float(), torch.randn(1, 1, m, m), torch.tensor([1.0]),

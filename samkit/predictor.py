@@ -205,8 +205,7 @@ class Predictor:
 
     def set_embedding(self, embedding: torch.Tensor, original_size: Tuple[int, int]) -> None:
         """Use a precomputed ``1 x C x E x E`` embedding of an image of size ``(H, W)``."""
-        c, e = self.model.prompt_encoder.embed_dim, self.model.prompt_encoder.image_embedding_size
-        c += 16 * getattr(self.model.mask_decoder, "detail_chans", 0)  # a packed detail map (tiny_hq)
+        c, e = self.model.embedding_channels, self.model.prompt_encoder.image_embedding_size
         if not isinstance(embedding, torch.Tensor) or tuple(embedding.shape) != (1, c, *e):
             got = tuple(getattr(embedding, "shape", ())) or type(embedding).__name__
             raise ValueError(f"embedding must be a 1 x {c} x {e[0]} x {e[1]} tensor, got {got}")

@@ -42,6 +42,12 @@ class Sam(nn.Module):
         return self.image_encoder.img_size
 
     @property
+    def embedding_channels(self) -> int:
+        """Channels of the image encoder's output: the decoder's width, plus ``16 d`` where a ``d``-channel
+        detail map is packed in (``tiny_hq``; see ``image_encoder.pack_detail``)."""
+        return self.prompt_encoder.embed_dim + 16 * getattr(self.mask_decoder, "detail_chans", 0)
+
+    @property
     def name(self) -> str:
         return self.config.name if self.config is not None else "custom"
 

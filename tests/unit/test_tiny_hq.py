@@ -126,3 +126,19 @@ def test_model_card_tells_tiny_hq_weights_apart(tiny, tmp_path):
     torch.save(grown(tiny).state_dict(), path)
     assert load_candidate(str(path)).name == "tiny_hq"
     assert load_candidate("shipped").name == "tiny"
+
+
+def test_onnx_export_carries_the_detail_map(tiny, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from samkit.onnx import OnnxPredictor, export_decoder, export_encoder
+
+    model = grown(tiny, perturb=0.05)
+    image, point = scene()
+    ref = samkit.Predictor(model, cache=False)
+    ref.set_image(image)
+    _, _, low_ref = ref.predict(point_coords=point, point_labels=np.array([1]))   # the 3 multimask outputs
+    p = OnnxPredictor(export_decoder(model, tmp_path / "decoder.onnx", return_single_mask=False),
+                      export_encoder(model, tmp_path / "encoder.onnx"))
+    p.set_image(image)
+    _, _, low = p.predict(point_coords=point, point_labels=np.array([1]))          # all 4 tokens
+    np.testing.assert_allclose(low[1:], low_ref, atol=2e-3)
