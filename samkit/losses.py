@@ -121,7 +121,9 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor,
     Args:
         logits: ``B x M x H x W`` mask logits.
         iou_pred: ``B x M`` predicted IoUs.
-        gt: ``B x 1 x H x W`` (or ``B x H x W``) ground truth in the same frame as ``logits``.
+        gt: ``B x 1 x H x W`` (or ``B x H x W``) ground truth in the same frame as ``logits``, or
+            ``B x M x H x W``, one target per mask (nested targets: each mask is supervised with its
+            own, no min is taken and the mask loss is averaged over the ``M`` masks).
 
     Returns:
         dict with scalar tensors ``loss`` (what to back-propagate), ``mask_loss``, ``focal``, ``dice``,
@@ -137,8 +139,11 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor,
         raise ValueError(f"sam_loss: iou_pred must be {B} x {M}, got shape {tuple(iou_pred.shape)}")
     if gt.dim() == 3:
         gt = gt[:, None]
-    if gt.dim() != 4 or gt.shape[0] != B or gt.shape[1] != 1:
-        raise ValueError(f"sam_loss: gt must be B x 1 x H x W with B={B}, got shape {tuple(gt.shape)}")
+    if gt.dim() != 4 or gt.shape[0] != B or gt.shape[1] not in (1, M):
+        raise ValueError(f"sam_loss: gt must be B x 1 x H x W (or B x M x H x W, one per mask) with B={B}, "
+                         f"M={M}, got shape {tuple(gt.shape)}")
+    if M > 1 and gt.shape[1] == M:
+        select_min = False  # one target per mask: each mask is supervised
     logits = logits.float()  # the loss in float32 also under autocast
     iou_pred = iou_pred.float()
     targets = gt.to(logits.dtype)

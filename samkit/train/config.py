@@ -117,6 +117,10 @@ class TrainConfig:
     dice_weight: float = 1.0
     iou_weight: float = 1.0
     iou_on_all: bool = True  # IoU head supervised on all three masks (see losses.sam_loss)
+    # a first click's three masks learn fixed roles: each is supervised with one of the image's masks that
+    # contain the click, smallest / middle / largest (subpart / part / whole; all three the same mask
+    # where only one contains it), instead of the min over the three against the sampled mask
+    nested_targets: bool = False
     loss_frame: str = "low_res"  # low_res | input
     # evaluation, checkpoints, logging
     eval_every: int = 0  # validate every N steps (0: only at the end); -1 never

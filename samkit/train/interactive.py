@@ -72,6 +72,8 @@ class PromptedImage:
     boxes: torch.Tensor
     input_size: Tuple[int, int]
     generator: torch.Generator
+    nested: Optional[torch.Tensor] = None  # Pp x 3 x S x S bool, with cfg.nested_targets: the three
+    #                                        targets of each click (see nested_targets)
     image: Optional[torch.Tensor] = None  # 3 x h x w uint8 when the encoder runs in the forward
     embedding: Optional[torch.Tensor] = None  # 1 x C x E x E when it is cached
 
@@ -85,8 +87,10 @@ class _Group:
         self.slices: List[Tuple[int, slice]] = []  # (image, rows of the group) per image
         self.gt: List[torch.Tensor] = []
         self.first: List[torch.Tensor] = []
+        self.nested: List[torch.Tensor] = []
 
-    def add(self, image: int, gt: torch.Tensor, first: torch.Tensor) -> None:
+    def add(self, image: int, gt: torch.Tensor, first: torch.Tensor,
+            nested: Optional[torch.Tensor] = None) -> None:
         if len(gt) == 0:
             return
         start = len(self.owner)
@@ -94,6 +98,8 @@ class _Group:
         self.slices.append((image, slice(start, start + len(gt))))
         self.gt.append(gt)
         self.first.append(first)
+        if nested is not None:
+            self.nested.append(nested)
 
 
 class InteractiveLoss(nn.Module):
@@ -149,7 +155,7 @@ class InteractiveLoss(nn.Module):
         emb = self._embeddings(images)
         groups = [_Group(False), _Group(True)]
         for i, im in enumerate(images):
-            groups[0].add(i, im.gt[~im.is_box], im.points)
+            groups[0].add(i, im.gt[~im.is_box], im.points, im.nested)
             groups[1].add(i, im.gt[im.is_box], im.boxes)
 
         s = m.img_size
@@ -170,12 +176,16 @@ class InteractiveLoss(nn.Module):
                 "group": g,
                 "owner": torch.tensor(g.owner, device=device),
                 "target": self._gt_frame(gt_in),
+                "nested": None,
                 "valid": valid,
                 "coords": None,
                 "labels": None,
                 "boxes": None,
                 "mask": None,
             }
+            if g.nested and len(g.nested) == len(g.slices):  # P x 3 x S x S -> P x 3 x F x F
+                nested = torch.cat(g.nested)
+                state["nested"] = self._gt_frame(nested.flatten(0, 1)).view(len(nested), 3, fs, fs)
             first = torch.cat(g.first)
             if g.is_box:
                 state["boxes"] = first
@@ -199,10 +209,11 @@ class InteractiveLoss(nn.Module):
                     st["mask"] if cfg.mask_feedback else None,
                     multimask,
                 )
+                nested = r == 0 and multimask and st["nested"] is not None
                 out = sam_loss(
                     self._logits_frame(low_res),
                     iou_pred,
-                    st["target"],
+                    st["nested"] if nested else st["target"],
                     cfg.focal_weight,
                     cfg.dice_weight,
                     cfg.iou_weight,
@@ -280,4 +291,27 @@ def prompt_image(
         boxes = noisy_boxes(
             gt[is_box_dev], cfg.box_noise_std, cfg.box_max_noise * img_size / 1024, generator
         )
-    return PromptedImage(gt, is_box_dev, points, boxes, record.input_size, generator)
+    nested = None
+    if cfg.nested_targets and (~is_box).any():
+        nested = nested_targets(record.masks.to(device), points[:, 0], cfg.min_mask_area)
+    return PromptedImage(gt, is_box_dev, points, boxes, record.input_size, generator, nested)
+
+
+def nested_targets(masks: torch.Tensor, points: torch.Tensor, min_area: int = 0) -> torch.Tensor:
+    """The three targets of single clicks: ``K x S x S`` masks of an image and ``P x 2`` clicks ``(x, y)``
+    (pixel indices) -> ``P x 3 x S x S``: of the masks that contain the click (at least ``min_area``
+    pixels), the smallest, the middle one and the largest by area (subpart, part, whole; with two, the
+    smaller then the larger twice; with one, it three times). SA-1B's masks nest this way; so do the
+    generated scenes' objects made of parts."""
+    areas = masks.flatten(1).sum(1)
+    x = points[:, 0].round().long().clamp(0, masks.shape[2] - 1)
+    y = points[:, 1].round().long().clamp(0, masks.shape[1] - 1)
+    contains = masks[:, y, x].t() & (areas >= min_area)[None]      # P x K
+    out = torch.zeros(len(points), 3, *masks.shape[1:], dtype=torch.bool, device=masks.device)
+    for p in range(len(points)):
+        idx = torch.nonzero(contains[p]).flatten()
+        if len(idx) == 0:  # a click outside every mask (cannot happen for clicks drawn from a mask)
+            continue
+        idx = idx[torch.argsort(areas[idx])]
+        out[p] = masks[idx[[0, len(idx) // 2, len(idx) - 1]]]
+    return out

@@ -270,3 +270,44 @@ def test_training_checkpoint_loads_with_weights_only(tmp_path):
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert state["step"] == 1 and isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
     assert tr.load_training_checkpoint(path)["step"] == 1
+
+
+def test_nested_targets_by_hand():
+    masks = torch.zeros(4, 8, 8, dtype=torch.bool)
+    masks[0, :, :] = True          # whole (64 px)
+    masks[1, :4, :] = True         # part (32 px)
+    masks[2, :2, :2] = True        # subpart (4 px)
+    masks[3, 6:, 6:] = True        # another object's corner, not containing the clicks below
+    clicks = torch.tensor([[0.0, 0.0], [7.0, 2.0], [1.0, 6.0], [7.0, 7.0]])  # (x, y)
+    t = interactive.nested_targets(masks, clicks)
+    assert t.shape == (4, 3, 8, 8)
+    assert [torch.equal(t[0, k], masks[i]) for k, i in enumerate((2, 1, 0))] == [True] * 3   # 3 levels
+    assert [torch.equal(t[1, k], masks[i]) for k, i in enumerate((1, 0, 0))] == [True] * 3   # part, whole
+    assert all(torch.equal(t[2, k], masks[0]) for k in range(3))                               # whole only
+    assert [torch.equal(t[3, k], masks[i]) for k, i in enumerate((3, 0, 0))] == [True] * 3
+    # masks under min_area do not count
+    t = interactive.nested_targets(masks, clicks[:1], min_area=5)
+    assert [torch.equal(t[0, k], masks[i]) for k, i in enumerate((1, 0, 0))] == [True] * 3
+
+
+def test_sam_loss_with_one_target_per_mask():
+    from samkit.losses import sam_loss
+
+    gt = torch.zeros(1, 3, 8, 8)
+    gt[0, 0, :2, :2] = 1
+    gt[0, 1, :4] = 1
+    gt[0, 2] = 1
+    logits = (gt * 2 - 1) * 10                     # each mask right for its own target
+    out = sam_loss(logits, torch.ones(1, 3), gt)
+    assert out["mask_loss"] < 1e-3 and out["iou_mse"] < 1e-6
+    swapped = sam_loss(logits.flip(1), torch.ones(1, 3), gt)
+    assert swapped["mask_loss"] > 1.0               # no min over the masks: the roles are fixed
+    with pytest.raises(ValueError, match="one per mask"):
+        sam_loss(logits, torch.ones(1, 3), gt[:, :2])
+
+
+def test_training_with_nested_targets_runs(tmp_path):
+    cfg = tiny_config(tmp_path, train_parts="decoder", nested_targets=True, box_prob=0.0, masks_per_image=3,
+                      data=dict(composite_prob=1.0, hero_prob=1.0, image_size=128))
+    result = train(cfg)
+    assert result.steps == 2 and np.isfinite(result.history[-1]["loss"])
