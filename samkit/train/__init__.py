@@ -19,7 +19,9 @@ One training step, per image of the batch:
    were returned.
 3. **Outputs**: round 0 holds a single prompt, so the three multimask outputs are returned and only
    the lowest-loss one is supervised; the later rounds carry several prompts and supervise the
-   single-mask token (paper §3, "Resolving ambiguity").
+   single-mask token (paper §3, "Resolving ambiguity"). With ``nested_targets`` the three outputs
+   of a first click get fixed roles instead: each is supervised with one of the masks that contain
+   the click, smallest / middle / largest (subpart / part / whole), as SA-1B's nested masks allow.
 4. **Loss** (:func:`samkit.losses.sam_loss`): ``20 * focal + dice + IoU-MSE``, averaged over prompts
    and then over rounds; every round back-propagates (the fed-back mask is detached by default,
    ``detach_feedback``, so each round's gradient reaches the decoder through that round's own
@@ -43,6 +45,9 @@ Randomness. Every random choice about an image (which masks, point or box, first
 points) comes from a generator seeded by ``(seed, epoch, position in the epoch)``, and the order of
 the images by ``(seed, epoch)``. So a resumed run continues exactly, and a run on ``k`` processes
 (DDP) sees the same prompts as one process with the same total batch.
+
+Growing a model. ``grow_from: tiny`` starts ``tiny_hq`` from the embedded tiny weights: the parameters
+the two share are copied, the detail path (zero-initialised) is new.
 
 Run it with :func:`train` (or ``samkit train CONFIG.yaml``; under ``torchrun`` for several
 processes).
