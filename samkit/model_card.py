@@ -206,17 +206,34 @@ def load_candidate(checkpoint: str):
     return load_model(name, checkpoint=checkpoint, device="cpu").eval()
 
 
+def scene_figures(model, n_scenes: int = 16, max_objects: int = 150, seed: int = HELD_OUT_SEED) -> Dict:
+    """1 click (oracle) and box mIoU on held-out generated scenes, objects of at least ``TRAIN_MIN_AREA``
+    pixels: the model's skill where it was trained, to read beside the real photos (does a candidate learn,
+    or does it only drift away from the photos?). ``seed`` picks the scenes (plain ones: no composite objects,
+    no subject in front); a training run's own seed measures how well it fits what it saw."""
+    from .evaluate import box_prompts, point_prompts
+
+    data = held_out_scenes(n_scenes, size=model.img_size, seed=seed, min_area=TRAIN_MIN_AREA)
+    pts = point_prompts(model, data, n_points=(1,), selection="oracle", max_objects=max_objects, progress=False)
+    box = box_prompts(model, data, max_objects=max_objects, progress=False)
+    return {"1pt_oracle": pts.value(selection="oracle", n_points=1), "box_mIoU": float(box.rows[0]["mIoU"]),
+            "objects": int(pts.rows[0]["objects"])}
+
+
 def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Optional[int] = None,
-                ambiguity_scenes: int = 24) -> List[Dict]:
+                ambiguity_scenes: int = 24, scenes: int = 16, scenes_seed: int = HELD_OUT_SEED) -> List[Dict]:
     """Score each checkpoint on the real photos (and ambiguity, everything mode): the numbers that choose
-    the weights to ship. Prints one row per checkpoint."""
+    the weights to ship. ``scenes`` held-out generated scenes add the same click and box figures where the
+    model was trained (0: skip them). Prints one row per checkpoint."""
     rows = []
     print("| weights | 1 click oracle | 1 click confident | 3 clicks | box | box filled | IoU MAE | IoU corr | "
-          "ambiguity | everything: masks/photo, recall |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "ambiguity | everything: masks/photo, recall | scenes: 1 click oracle, box |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for ck in checkpoints:
         model = load_candidate(ck)
         r = real_photo_figures(model, max_photos=max_photos)
+        r["scenes"] = scene_figures(model, n_scenes=scenes, seed=scenes_seed) if scenes else {}
+        sc = r["scenes"]
         r["ambiguity"] = ambiguity_rate(model, n_scenes=ambiguity_scenes)
         r["everything"] = everything_figures(model, max_photos=max_photos) if everything else {}
         e = r["everything"]
@@ -224,7 +241,8 @@ def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Opt
               f"{r['box_fill_mIoU']:.3f} | {r['iou_mae']:.3f} | {r['iou_corr']:+.3f} | "
               f"{r['ambiguity']['rate']:.2f} (part {r['ambiguity']['part']:.2f}, whole "
               f"{r['ambiguity']['whole']:.2f}; {r['ambiguity']['cases']}) | "
-              + (f"{e['masks_per_photo']:.1f}, {e['recall']:.2f} |" if e else "- |"), flush=True)
+              + (f"{e['masks_per_photo']:.1f}, {e['recall']:.2f} |" if e else "- |")
+              + (f" {sc['1pt_oracle']:.3f}, {sc['box_mIoU']:.3f} |" if sc else " - |"), flush=True)
         rows.append({"checkpoint": ck, **{k: v for k, v in r.items() if k != "iou_pairs"}})
     return rows
 
@@ -495,6 +513,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--no-everything", action="store_true", help="with --quick: skip everything mode")
     ap.add_argument("--photos", type=int, default=None, help="use only the first N real photos (a quick check)")
     ap.add_argument("--ambiguity-scenes", type=int, default=24, help="held-out scenes of objects made of parts")
+    ap.add_argument("--scenes", type=int, default=16,
+                    help="with --quick: held-out generated scenes for the in-domain click and box figures (0: skip)")
+    ap.add_argument("--scenes-seed", type=int, default=HELD_OUT_SEED,
+                    help="with --quick: the generator seed of those scenes (a run's own data.seed: how well it fits "
+                         "its training scenes)")
     ap.add_argument("--textures-seen", nargs="*", default=[],
                     help="evaluation photos whose crops were textures when these weights were trained (the card "
                          "says so)")
@@ -506,7 +529,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = ap.parse_args(argv)
     if args.quick:
         quick_table(args.checkpoint, everything=not args.no_everything, max_photos=args.photos,
-                    ambiguity_scenes=args.ambiguity_scenes)
+                    ambiguity_scenes=args.ambiguity_scenes, scenes=args.scenes,
+                    scenes_seed=args.scenes_seed)
         return
     if len(args.checkpoint) != 1:
         ap.error("give one checkpoint (several only with --quick)")

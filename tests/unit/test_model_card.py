@@ -66,10 +66,12 @@ def test_nested_pairs_finds_parts_inside_wholes():
 
 
 def test_quick_table_scores_the_shipped_weights(capsys):
-    rows = model_card.quick_table(["shipped"], max_photos=1, ambiguity_scenes=1)
+    rows = model_card.quick_table(["shipped"], max_photos=1, ambiguity_scenes=1, scenes=1)
     printed = capsys.readouterr().out
-    assert "| shipped |" in printed and "1 click oracle" in printed
+    assert "| shipped |" in printed and "1 click oracle" in printed and "scenes: 1 click oracle, box" in printed
     (row,) = rows
+    scenes = row["scenes"]
+    assert scenes["objects"] >= 1 and 0 <= scenes["1pt_oracle"] <= 1 and 0 <= scenes["box_mIoU"] <= 1
     assert row["images"] == 1 and row["objects"] >= 1
     assert 0 <= row["1pt_confident"] <= row["1pt_oracle"] <= 1 and 0 <= row["box_fill_mIoU"] <= 1
     assert row["everything"]["photos"] == 1 and row["ambiguity"]["cases"] >= 0
