@@ -49,10 +49,10 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
                     f"the embedded tiny model is missing ({EMBEDDED_TINY}); train it with "
                     "`samkit train configs/tiny.yaml` or pass checkpoint=...")
             checkpoint = EMBEDDED_TINY
-        elif name == "tiny_hq":
+        elif name in ("tiny_hq", "tiny_conv"):
             raise FileNotFoundError(
-                "tiny_hq has no shipped weights; train it (`samkit train configs/tiny_hq.yaml`) and pass "
-                "checkpoint=runs/tiny_hq/model.pth")
+                f"{name} has no shipped weights; train it (`samkit train configs/{name}.yaml`) and pass "
+                f"checkpoint=runs/{name}/model.pth")
         else:  # downloaded or cached, its SHA-256 checked before the first use
             checkpoint = checkpoints.checkpoint_path(name, download=download)
     model = build_model(name)

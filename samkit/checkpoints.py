@@ -666,12 +666,14 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
 
     Returns ``(name or None, evidence)``. The ViT patch embedding width identifies the official models
     (768 -> vit_b, 1024 -> vit_l, 1280 -> vit_h; 192 -> samkit's tiny); an encoder built from TinyViT
-    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t.
+    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's tiny_conv.
     """
     if any(re.search(r"(^|\.)image_encoder\.layers\.\d", k) for k in state) or (
         _find_key(state, "patch_embed.seq.0.c.weight") is not None
     ):
         return "vit_t", "a TinyViT image encoder ('image_encoder.layers.*')"
+    if any(re.search(r"(^|\.)image_encoder\.stages\.\d", k) for k in state):
+        return "tiny_conv", "a convolutional image encoder ('image_encoder.stages.*')"
     key = _find_key(state, "patch_embed.proj.weight")
     if key is None:
         return None, "no image encoder patch embedding found"

@@ -195,14 +195,19 @@ def calibration_figure(pairs: List[List[float]], out_path: Path) -> Path:
 
 def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
-    ``tiny`` or ``tiny_hq`` (told apart by the detail path's parameters), in eval mode on the CPU."""
+    ``tiny``, ``tiny_hq`` or ``tiny_conv`` (told apart by their encoders' parameters), in eval mode on the CPU."""
     from . import load_model
     from .checkpoints import load_state_dict
 
     if checkpoint == "shipped":
         return load_model("tiny", device="cpu").eval()
     state = load_state_dict(checkpoint)
-    name = "tiny_hq" if any(k.startswith("image_encoder.detail.") for k in state) else "tiny"
+    if any(k.startswith("image_encoder.stages.") for k in state):
+        name = "tiny_conv"
+    elif any(k.startswith("image_encoder.detail.") for k in state):
+        name = "tiny_hq"
+    else:
+        name = "tiny"
     return load_model(name, checkpoint=checkpoint, device="cpu").eval()
 
 
@@ -505,9 +510,8 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m samkit.model_card", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", nargs="+",
-                    help="a trained tiny or tiny_hq checkpoint (training checkpoint or state dict); with --quick, "
-                         "several "
-                         "('shipped' names the installed weights)")
+                    help="a trained tiny, tiny_hq or tiny_conv checkpoint (training checkpoint or state dict); "
+                         "with --quick, several ('shipped' names the installed weights)")
     ap.add_argument("--quick", action="store_true",
                     help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")
     ap.add_argument("--no-everything", action="store_true", help="with --quick: skip everything mode")

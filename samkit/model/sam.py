@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, SamConfig, TinyViTConfig
+from .configs import MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, ConvEncoderConfig, SamConfig, TinyViTConfig
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
@@ -110,6 +110,11 @@ def build_sam(config: SamConfig, drop_path_rate: float = 0.0) -> Sam:
             num_heads=enc.num_heads, window_sizes=enc.window_sizes, mlp_ratio=enc.mlp_ratio,
             mbconv_expand_ratio=enc.mbconv_expand_ratio, local_conv_size=enc.local_conv_size,
             out_chans=enc.out_chans, drop_path_rate=drop_path_rate)
+    elif isinstance(enc, ConvEncoderConfig):
+        from .conv_encoder import ConvEncoder
+
+        image_encoder = ConvEncoder(img_size=enc.img_size, widths=enc.widths, depths=enc.depths,
+                                    out_chans=enc.out_chans, drop_path_rate=drop_path_rate)
     else:
         image_encoder = ImageEncoderViT(
             img_size=enc.img_size, patch_size=enc.patch_size, embed_dim=enc.embed_dim, depth=enc.depth,

@@ -47,7 +47,9 @@ the images by ``(seed, epoch)``. So a resumed run continues exactly, and a run o
 (DDP) sees the same prompts as one process with the same total batch.
 
 Growing a model. ``grow_from: tiny`` starts ``tiny_hq`` from the embedded tiny weights: the parameters
-the two share are copied, the detail path (zero-initialised) is new.
+the two share are copied, the detail path (zero-initialised) is new. ``grow_from: tiny`` for ``tiny_conv``
+(another encoder design) copies the prompt encoder and mask decoder only; the convolutional encoder starts
+from random weights and learns under a decoder that already knows how to find the clicked object.
 
 Run it with :func:`train` (or ``samkit train CONFIG.yaml``; under ``torchrun`` for several
 processes).

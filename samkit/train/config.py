@@ -66,11 +66,12 @@ class TrainConfig:
     the course and paper recipes (``configs/paper_vit_b.yaml`` lists the paper's values)."""
 
     # model
-    model: str = "tiny"  # vit_b | vit_l | vit_h | vit_t | tiny
+    model: str = "tiny"  # vit_b | vit_l | vit_h | vit_t | tiny | tiny_hq | tiny_conv
     # None: random init; "default": samkit.load_model's weights; or a path
     checkpoint: Optional[str] = None
     # grow a larger model from a smaller one: this model's weights (samkit.load_model) fill the parameters
-    # the two share (tiny -> tiny_hq); the new ones keep their initialisation. Exclusive with checkpoint.
+    # the two share (tiny -> tiny_hq); the new ones keep their initialisation. Into another encoder design
+    # (tiny -> tiny_conv) only the prompt encoder and mask decoder carry over. Exclusive with checkpoint.
     grow_from: Optional[str] = None
     train_parts: str = "decoder"  # decoder_scratch | decoder | prompt_encoder+decoder | all
     # train at this input side instead of the model's own (position tables of a checkpoint made at
@@ -80,9 +81,15 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     epochs: int = 1
     max_steps: Optional[int] = None  # stop after this many optimiser steps (overrides epochs)
+    # end this run after this many steps while the lr schedule still runs to max_steps (a phase cut short;
+    # resume with a larger stop_after, or none, to go on)
+    stop_after: Optional[int] = None
     batch_size: int = 1  # images per optimiser step, over all processes and micro-batches
     masks_per_image: int = 8  # prompts (masks) per image per step (paper: at most 64)
     min_mask_area: int = 0  # skip masks under this many input-frame pixels (0: keep all)
+    # masks drawn for a step with odds proportional to area ** mask_area_power: 0 draws them uniformly (the
+    # paper); 0.5 favours large objects, which generated scenes (many small shapes) under-represent
+    mask_area_power: float = 0.0
     # optimiser (paper: AdamW, betas 0.9/0.999, lr 8e-4, wd 0.1)
     lr: float = 8e-4
     weight_decay: float = 0.1
@@ -233,6 +240,8 @@ class TrainConfig:
                 bad(name, f"must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             bad("max_steps", f"must be >= 1 or null, got {self.max_steps}")
+        if self.stop_after is not None and self.stop_after < 1:
+            bad("stop_after", f"must be >= 1 or null, got {self.stop_after}")
         if not 0 <= self.no_point_rounds <= self.n_rounds - 1:
             bad("no_point_rounds", f"must be between 0 and n_rounds - 1 = {self.n_rounds - 1}")
         if not 0.0 <= self.box_prob <= 1.0:
@@ -319,6 +328,7 @@ _RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "ckpt_every": (0, math.inf, True, False),
     "log_every": (1, math.inf, True, False),
     "min_mask_area": (0, math.inf, True, False),
+    "mask_area_power": (0, 2, True, True),
     "eval_masks_per_image": (1, math.inf, True, False),
     "num_workers": (0, math.inf, True, False),
     "data.n_images": (1, math.inf, True, False),

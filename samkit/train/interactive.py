@@ -279,7 +279,11 @@ def prompt_image(
     if cfg.min_mask_area > 0:  # masks too small for the low-res logits to represent
         candidates = torch.nonzero(record.masks.flatten(1).sum(1) >= cfg.min_mask_area).flatten()
     n = len(candidates)
-    pick = candidates[torch.randperm(n, generator=generator)[: min(cfg.masks_per_image, n)]]
+    if cfg.mask_area_power > 0 and n > 0:  # odds proportional to area ** power, without replacement
+        odds = record.masks[candidates].flatten(1).sum(1).double().clamp(min=1) ** cfg.mask_area_power
+        pick = candidates[torch.multinomial(odds, min(cfg.masks_per_image, n), generator=generator)]
+    else:
+        pick = candidates[torch.randperm(n, generator=generator)[: min(cfg.masks_per_image, n)]]
     gt = record.masks[pick].to(device)
     is_box = torch.rand(len(pick), generator=generator) < cfg.box_prob
     is_box_dev = is_box.to(device)

@@ -9,6 +9,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -61,13 +62,16 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
     model = build_sam(config)
     if cfg.grow_from is not None:
         base = samkit.load_model(cfg.grow_from).state_dict()
+        if type(get_config(cfg.grow_from).encoder) is not type(config.encoder):
+            # another encoder design (tiny -> tiny_conv): only the prompt encoder and mask decoder carry over
+            base = {k: v for k, v in base.items() if not k.startswith("image_encoder.")}
         result = checkpoints.load_into(model, base, strict=False, resize=True)
         if result.unexpected_keys:
             raise ValueError(f"field 'grow_from': {cfg.grow_from} has parameters that {cfg.model} lacks "
                              f"({', '.join(result.unexpected_keys[:4])}, ...); it can only grow into a "
                              "model that contains it")
         print(f"grew {cfg.model} from {cfg.grow_from}: {len(base)} tensors copied, "
-              f"{len(result.missing_keys)} new ones initialised")
+              f"{len(result.missing_keys)} new ones initialised", file=sys.stderr)
     elif cfg.checkpoint == "default":
         checkpoints.load_into(model, samkit.load_model(cfg.model).state_dict(), resize=True)
     elif cfg.checkpoint is not None:
@@ -331,6 +335,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 # the lr logged per step is the one applied.)
 RESUMABLE_CHANGES = (
     "max_steps",
+    "stop_after",
     "epochs",
     "eval_every",
     "ckpt_every",
@@ -711,6 +716,7 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
             f"field 'batch_size' ({cfg.batch_size}) exceeds the {len(train_set)} training images"
         )
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+    end = total_steps if cfg.stop_after is None else min(total_steps, cfg.stop_after)  # this run's last step
 
     # embeddings of the frozen encoder: computed once (split over processes), read back every epoch
     cache = None
@@ -826,7 +832,7 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
         dd.barrier()
 
     bar = tqdm(
-        total=total_steps, initial=step, desc="train", disable=not (cfg.progress and dd.main)
+        total=end, initial=step, desc="train", disable=not (cfg.progress and dd.main)
     )
     t_start = time.time()
     stop = _StopRequest()
@@ -840,10 +846,10 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
         return bool(dd.all_sum(flag)[0] > 0)
 
     with stop.installed():
-        while step < total_steps and not stopped:
+        while step < end and not stopped:
             epoch, first = divmod(step, steps_per_epoch)
             order = epoch_order(cfg.seed, epoch, len(train_set))
-            last = min(steps_per_epoch, first + total_steps - step)
+            last = min(steps_per_epoch, first + end - step)
             keys_for_rank = []
             for s in range(first, last):
                 for j in range(dd.rank * local_images, (dd.rank + 1) * local_images):
@@ -953,19 +959,19 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
                     "step_time": time.time() - t0,
                 }
                 history.append(record)
-                if step % max(cfg.log_every, 1) == 0 or step == total_steps:
+                if step % max(cfg.log_every, 1) == 0 or step == end:
                     metrics.write(record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", iou=f"{record['iou_last']:.3f}")
-                if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < total_steps:
+                if cfg.eval_every > 0 and step % cfg.eval_every == 0 and step < end:
                     run_validation()
-                if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step < total_steps:
+                if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step < end:
                     save_checkpoint()
                 if stop_requested():
                     stopped = True
                     break
     bar.close()
-    if stopped and step < total_steps:
+    if stopped and step < end:
         save_checkpoint()
         raise TrainingInterrupted(
             f"training interrupted after step {step} of {total_steps}; {ckpt_path} holds that "

@@ -136,6 +136,24 @@ def test_prompted_image_first_prompts_lie_in_the_mask():
     assert torch.equal(p.points, q.points) and torch.equal(p.boxes, q.boxes)
 
 
+
+@pytest.mark.parametrize("power", [0.0, 1.0])
+def test_mask_area_power_favours_large_masks(power):
+    masks = torch.zeros(2, 256, 256, dtype=torch.bool)
+    masks[0, :16, :16] = True          # 256 px
+    masks[1, 64:, 64:] = True          # 36,864 px
+    record = tr.PreparedImage(0, torch.zeros(3, 256, 256, dtype=torch.uint8), masks, (256, 256), (256, 256))
+    cfg = TrainConfig(masks_per_image=1, box_prob=1.0, mask_area_power=power)
+    g = torch.Generator().manual_seed(0)
+    large = sum(bool(tr.prompt_image(record, cfg, 256, g, torch.device("cpu")).gt[0, 200, 200]) for _ in range(200))
+    if power == 0:
+        assert 70 < large < 130          # uniform, the paper
+    else:
+        assert large > 190               # odds 144 : 1
+    with pytest.raises(ValueError, match="mask_area_power"):
+        TrainConfig(mask_area_power=-1).validate()
+
+
 # --- the loop (each runs a few real steps: seconds on an idle CPU) ---------------------------------
 @pytest.mark.slow
 def test_train_decoder_runs_logs_and_caches(tmp_path):
@@ -181,6 +199,18 @@ def test_resume_continues_exactly(tmp_path):
     for k, v in straight.model.state_dict().items():
         torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0, atol=0)
 
+
+@pytest.mark.slow
+def test_stop_after_cuts_a_run_short_on_the_full_schedule(tmp_path):
+    straight = train(tiny_config(tmp_path / "a", max_steps=4, schedule="cosine", warmup_steps=0))
+    cut = tiny_config(tmp_path / "b", max_steps=4, schedule="cosine", warmup_steps=0, stop_after=2)
+    first = train(cut)
+    assert first.steps == 2 and first.model_path.exists()
+    assert [h["lr"] for h in first.history] == [h["lr"] for h in straight.history[:2]]   # not decayed to 0
+    rest = train(cut.replace(stop_after=None), resume=True)
+    assert [h["loss"] for h in rest.history] == [h["loss"] for h in straight.history]
+    with pytest.raises(ValueError, match="stop_after"):
+        TrainConfig(stop_after=0).validate()
 
 @pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):

@@ -36,3 +36,10 @@ def test_cli_trains_the_tiny_config_then_resumes(tmp_path, capsys):
     assert summary["steps"] == 1 and Path(summary["model"]).exists()
     assert cli.main(["train", str(CONFIGS / "tiny.yaml"), *overrides, "--set", "max_steps=2", "--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    from samkit.train.config import TrainConfig
+
+    TrainConfig.from_yaml(path).validate()

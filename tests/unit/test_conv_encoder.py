@@ -1,0 +1,132 @@
+"""tiny_conv: SAM's prompt encoder and mask decoder on a convolutional encoder with a 64 x 64 embedding."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import samkit
+from samkit import checkpoints, cli
+from samkit.data import SceneGenerator
+from samkit.model import ConvEncoder
+from samkit.model.configs import get_config
+from samkit.model.sam import build_sam
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_sam(get_config("tiny_conv")).eval()
+
+
+def scene(size=256):
+    image, masks = SceneGenerator(size=size, seed=5)(0)
+    ys, xs = np.nonzero(masks[0])
+    return image, np.array([[xs.mean(), ys.mean()]])
+
+
+def test_encoder_gives_an_eighth_resolution_embedding():
+    enc = ConvEncoder(img_size=256, widths=(8, 16, 24, 32), depths=(1, 1, 1, 1), out_chans=12)
+    assert enc(torch.zeros(2, 3, 256, 256)).shape == (2, 12, 32, 32)
+    with pytest.raises(ValueError, match="4 stage widths"):
+        ConvEncoder(widths=(8, 16, 24), depths=(1, 1, 1))
+
+
+def test_config_has_the_official_64_grid_at_512_px():
+    cfg = get_config("tiny_conv")
+    assert (cfg.img_size, cfg.embedding_size, cfg.low_res_size) == (512, 64, 256)
+    assert cfg.at_resolution(256).embedding_size == 32
+    with pytest.raises(ValueError, match="multiple of 32"):
+        cfg.at_resolution(272)
+
+
+def test_size_fits_the_embedded_budget(model):
+    n = sum(p.numel() for p in model.parameters())
+    assert 3e6 < n < 5e6   # float32 weights under 20 MB
+
+
+def test_predictor_runs_and_fast_equals_plain(model):
+    image, point = scene()
+    lows = []
+    for fast in (True, False):
+        p = samkit.Predictor(model, fast=fast)
+        p.set_image(image)
+        assert p.features.shape == (1, 96, 64, 64)
+        masks, iou, low = p.predict(point_coords=point, point_labels=np.array([1]))
+        assert masks.shape == (3, 256, 256) and iou.shape == (3,) and low.shape == (3, 256, 256)
+        lows.append(low)
+    np.testing.assert_allclose(lows[0], lows[1], atol=1e-3)
+
+
+def test_checkpoints_name_the_model(model, tmp_path):
+    from samkit.model_card import load_candidate
+
+    state = model.state_dict()
+    assert checkpoints.guess_model_name(state)[0] == "tiny_conv"
+    path = tmp_path / "conv.pth"
+    torch.save(state, path)
+    loaded = samkit.load_model("tiny_conv", checkpoint=path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), state.values()))
+    assert load_candidate(str(path)).name == "tiny_conv"
+    with pytest.raises(FileNotFoundError, match="configs/tiny_conv.yaml"):
+        samkit.load_model("tiny_conv")
+
+
+def test_layer_decay_and_drop_path_reach_every_stage(model):
+    from samkit.train.loop import param_groups
+
+    enc = model.image_encoder
+    assert enc.layer_id("stages.0.down.0.0.weight") == 0 and enc.layer_id("stages.3.blocks.1.conv1.0.weight") == 3
+    assert enc.layer_id("neck.0.weight") == 5
+    enc.set_drop_path(0.2)
+    rates = [b.drop_path for s in enc.stages for b in s.blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2)
+    enc.set_drop_path(0.0)
+    groups = param_groups(model, lr=1e-3, weight_decay=0.1, layer_decay=0.5)
+    assert len({g["lr"] for g in groups}) > 3
+
+
+def test_onnx_export_of_the_conv_encoder(model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from samkit.onnx import OnnxPredictor, export_decoder, export_encoder
+
+    small = build_sam(get_config("tiny_conv").at_resolution(256)).eval()
+    small.load_state_dict(model.state_dict())
+    image, point = scene()
+    ref = samkit.Predictor(small, cache=False)
+    ref.set_image(image)
+    _, _, low_ref = ref.predict(point_coords=point, point_labels=np.array([1]))
+    p = OnnxPredictor(export_decoder(small, tmp_path / "decoder.onnx", return_single_mask=False),
+                      export_encoder(small, tmp_path / "encoder.onnx"))
+    p.set_image(image)
+    _, _, low = p.predict(point_coords=point, point_labels=np.array([1]))
+    np.testing.assert_allclose(low[1:], low_ref, atol=2e-3)
+
+
+@pytest.mark.slow
+def test_cli_trains_the_tiny_conv_config_then_resumes(tmp_path, capsys):
+    overrides = ["--set", f"out_dir={tmp_path / 'run'}", "--set", "max_steps=1", "--set", "batch_size=1",
+                 "--set", "data.n_images=1", "--set", "data.n_val=0", "--set", "data.image_size=64",
+                 "--set", "img_size=64", "--set", "masks_per_image=1", "--set", "n_rounds=1",
+                 "--set", "progress=false"]
+    assert cli.main(["train", str(CONFIGS / "tiny_conv.yaml"), *overrides]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 1 and Path(summary["model"]).exists()
+    assert checkpoints.guess_model_name(torch.load(summary["model"], weights_only=True))[0] == "tiny_conv"
+    assert cli.main(["train", str(CONFIGS / "tiny_conv.yaml"), *overrides, "--set", "max_steps=2", "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+
+
+def test_training_grows_tiny_conv_from_tiny_decoder():
+    from samkit.train.config import TrainConfig
+    from samkit.train.loop import build_training_model
+
+    tiny = samkit.load_model("tiny").state_dict()
+    grown = build_training_model(TrainConfig(model="tiny_conv", grow_from="tiny", train_parts="all",
+                                             img_size=256)).state_dict()
+    shared = [k for k in tiny if not k.startswith("image_encoder.")]
+    assert shared and all(torch.equal(grown[k], tiny[k]) for k in shared)   # prompt encoder + decoder
+    assert any(k.startswith("image_encoder.stages.") for k in grown)          # a fresh conv encoder
