@@ -151,8 +151,9 @@ CONFIGS = {
     ),
     # ``tiny``'s decoder on a convolutional encoder (``conv_encoder.ConvEncoder``, 4.2 M parameters; 4.6 M in all):
     # residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official
-    # models' grid, 8 input pixels per cell where ``tiny`` has 16), for an encoder that learns from
-    # scratch on a CPU faster than a ViT and sees finer detail (``samkit train configs/tiny_conv.yaml``).
+    # models' grid, 8 input pixels per cell where ``tiny`` has 16): an encoder that trains on a CPU faster
+    # than tiny's ViT and sees finer detail. It grows from tiny's prompt encoder and decoder
+    # (``samkit train configs/tiny_conv.yaml``, then ``configs/tiny_conv_phase2.yaml``).
     "tiny_conv": SamConfig(
         "tiny_conv",
         ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96),

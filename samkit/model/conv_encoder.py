@@ -1,11 +1,13 @@
-"""A small convolutional image encoder for CPU training from scratch (the ``tiny_conv`` configuration).
+"""A small convolutional image encoder for training on a CPU (the ``tiny_conv`` configuration).
 
 The official SAM encoder is an MAE-pretrained ViT; trained from scratch on a 2-core CPU a small ViT
 learns slowly and sees the image through 16-pixel patches. This encoder follows the hierarchical
 designs of the efficient SAMs (EfficientViT-SAM, EdgeSAM's RepViT, MobileSAM's TinyViT): four stages
 of residual 3x3 convolutions at strides 4, 8, 16 and 32, merged top-down (a feature pyramid, as in
 FPN) into one ``out_chans x S/8 x S/8`` embedding: the official models' 64 x 64 grid at 512 px input,
-so that the rest of SAM (prompt encoder, two-way transformer, mask decoder) is unchanged.
+so that the rest of SAM (prompt encoder, two-way transformer, mask decoder) is unchanged. It trains
+under a decoder that already localises clicks (``grow_from: tiny``): from random weights everywhere its
+output loses its spatial variation before the decoder learns where the click is (``configs/tiny_conv.yaml``).
 
 Shapes below are for 512 px input and the ``tiny_conv`` widths ``(48, 96, 160, 224)``.
 """
@@ -36,7 +38,7 @@ class ConvNormAct(nn.Sequential):
 
 
 class ResBlock(nn.Module):
-    """``x + conv3x3(GELU(conv3x3(x)))`` with GroupNorm (a ResNet basic block); shape preserved."""
+    """``GELU(x + conv3x3(GELU(conv3x3(x))))`` with GroupNorm (a ResNet basic block); shape preserved."""
 
     def __init__(self, channels: int, drop_path: float = 0.0) -> None:
         super().__init__()
