@@ -666,7 +666,8 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
 
     Returns ``(name or None, evidence)``. The ViT patch embedding width identifies the official models
     (768 -> vit_b, 1024 -> vit_l, 1280 -> vit_h; 192 -> samkit's tiny); an encoder built from TinyViT
-    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's tiny_conv.
+    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's tiny_conv, a ViT
+    with a ``detail.`` path samkit's tiny_hq.
     """
     if any(re.search(r"(^|\.)image_encoder\.layers\.\d", k) for k in state) or (
         _find_key(state, "patch_embed.seq.0.c.weight") is not None
@@ -674,6 +675,8 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
         return "vit_t", "a TinyViT image encoder ('image_encoder.layers.*')"
     if any(re.search(r"(^|\.)image_encoder\.stages\.\d", k) for k in state):
         return "tiny_conv", "a convolutional image encoder ('image_encoder.stages.*')"
+    if any(re.search(r"(^|\.)image_encoder\.detail\.", k) for k in state):
+        return "tiny_hq", "a ViT image encoder with a detail path ('image_encoder.detail.*')"
     key = _find_key(state, "patch_embed.proj.weight")
     if key is None:
         return None, "no image encoder patch embedding found"

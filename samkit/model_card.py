@@ -197,17 +197,13 @@ def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
     ``tiny``, ``tiny_hq`` or ``tiny_conv`` (told apart by their encoders' parameters), in eval mode on the CPU."""
     from . import load_model
-    from .checkpoints import load_state_dict
+    from .checkpoints import guess_model_name, load_state_dict
 
     if checkpoint == "shipped":
         return load_model("tiny", device="cpu").eval()
-    state = load_state_dict(checkpoint)
-    if any(k.startswith("image_encoder.stages.") for k in state):
-        name = "tiny_conv"
-    elif any(k.startswith("image_encoder.detail.") for k in state):
-        name = "tiny_hq"
-    else:
-        name = "tiny"
+    name, evidence = guess_model_name(load_state_dict(checkpoint))
+    if name not in ("tiny", "tiny_hq", "tiny_conv"):
+        raise ValueError(f"{checkpoint}: not tiny, tiny_hq or tiny_conv weights ({evidence})")
     return load_model(name, checkpoint=checkpoint, device="cpu").eval()
 
 
