@@ -658,15 +658,15 @@ def _find_key(state: Mapping[str, Tensor], suffix: str) -> Optional[str]:
     return min(hits, key=len) if hits else None
 
 
-_WIDTH_TO_MODEL = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 192: "tiny"}
+_WIDTH_TO_MODEL = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 192: "tiny_v1"}
 
 
 def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
     """Guess which samkit model a state dict belongs to, from its image encoder.
 
     Returns ``(name or None, evidence)``. The ViT patch embedding width identifies the official models
-    (768 -> vit_b, 1024 -> vit_l, 1280 -> vit_h; 192 -> samkit's tiny); an encoder built from TinyViT
-    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's tiny_conv, a ViT
+    (768 -> vit_b, 1024 -> vit_l, 1280 -> vit_h; 192 -> samkit's tiny_v1); an encoder built from TinyViT
+    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's tiny, a ViT
     with a ``detail.`` path samkit's tiny_hq.
     """
     if any(re.search(r"(^|\.)image_encoder\.layers\.\d", k) for k in state) or (
@@ -674,7 +674,7 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
     ):
         return "vit_t", "a TinyViT image encoder ('image_encoder.layers.*')"
     if any(re.search(r"(^|\.)image_encoder\.stages\.\d", k) for k in state):
-        return "tiny_conv", "a convolutional image encoder ('image_encoder.stages.*')"
+        return "tiny", "a convolutional image encoder ('image_encoder.stages.*')"
     if any(re.search(r"(^|\.)image_encoder\.detail\.", k) for k in state):
         return "tiny_hq", "a ViT image encoder with a detail path ('image_encoder.detail.*')"
     key = _find_key(state, "patch_embed.proj.weight")

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 ASSETS = Path(__file__).parent / "assets"
-HELD_OUT_SEED = 1  # training scenes use seeds 0, 7, 11, 13 and 17 (configs/tiny*.yaml)
+HELD_OUT_SEED = 1  # training scenes use seeds 0, 7, 11, 13, 17, 19, 20-23 and 777 (configs/tiny*.yaml)
 
 
-TRAIN_MIN_AREA = 512  # configs/tiny_phase4.yaml: min_mask_area at 512 px (0.2% of the image)
+SIZE_BANDS = ((0.0, 0.05), (0.05, 0.15), (0.15, 1.01))  # object area as a fraction of its photo
+TRAIN_MIN_AREA = 512  # configs/tiny*.yaml: min_mask_area 128 at 256 px, 0.2% of the image (512 px at 512 px)
 
 
 def held_out_scenes(n: int, size: int = 512, seed: int = HELD_OUT_SEED, min_area: int = 0) -> List[Dict]:
@@ -48,7 +49,7 @@ def evaluate_model(model, n_scenes: int = 40, max_objects: int = 400, progress: 
     from .evaluate import box_prompts, point_prompts
 
     predictor = Predictor(model)
-    grid = model.prompt_encoder.image_embedding_size[0]  # the token grid (32 x 32 at 512 px)
+    grid = model.prompt_encoder.image_embedding_size[0]  # the embedding grid (64 x 64 at 512 px for tiny)
     scenes = held_out_scenes(n_scenes, size=model.img_size)
     large = held_out_scenes(n_scenes, size=model.img_size, min_area=TRAIN_MIN_AREA)
     coins = coins_dataset()
@@ -84,13 +85,27 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
     predictor = Predictor(model)
     pts = point_prompts(predictor, data, n_points=(1, 3, 5), progress=progress)
     box = box_prompts(predictor, data, progress=progress)
-    pairs = []
+    from .data.photos import tight_boxes
+
+    pairs, per_object = [], []  # per object: area fraction, click (oracle of 3), box, box filled in
     for item in data:
         predictor.set_image(item["image"])
         for gt in item["masks"]:
             first = first_click(predictor, gt)
             pairs += list(zip(np.asarray(first["scores"], dtype=float).tolist(), first["ious"].tolist()))
+            tight = tight_boxes(gt[None])[0]
+            mask = predictor.predict(box=tight, multimask_output=False)[0][0]
+            x0, y0, x1, y1 = tight
+            per_object.append((gt.mean(), first["ious"].max(), (mask & gt).sum() / max((mask | gt).sum(), 1),
+                               gt.sum() / ((x1 - x0 + 1) * (y1 - y0 + 1))))
     pred, true = np.array(pairs).T
+    per_object = np.array(per_object, dtype=float)
+    by_size = []
+    for lo, hi in SIZE_BANDS:
+        rows = per_object[(per_object[:, 0] >= lo) & (per_object[:, 0] < hi)]
+        if len(rows):
+            by_size.append({"low": lo, "high": hi, "objects": len(rows), "1pt_oracle": float(rows[:, 1].mean()),
+                            "box_mIoU": float(rows[:, 2].mean()), "box_fill_mIoU": float(rows[:, 3].mean())})
     return {
         "objects": int(pts.rows[0]["objects"]), "images": len(data),
         "1pt_oracle": pts.value(selection="oracle", n_points=1),
@@ -98,7 +113,7 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
         "3pt": pts.value(selection="oracle", n_points=3), "5pt": pts.value(selection="oracle", n_points=5),
         "box_mIoU": float(box.rows[0]["mIoU"]), "box_fill_mIoU": box_fill_miou(data),
         "iou_mae": float(np.abs(pred - true).mean()), "iou_corr": float(np.corrcoef(pred, true)[0, 1]),
-        "iou_pairs": [list(map(float, pq)) for pq in pairs],
+        "iou_pairs": [list(map(float, pq)) for pq in pairs], "by_size": by_size,
     }
 
 
@@ -195,15 +210,15 @@ def calibration_figure(pairs: List[List[float]], out_path: Path) -> Path:
 
 def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
-    ``tiny``, ``tiny_hq`` or ``tiny_conv`` (told apart by their encoders' parameters), in eval mode on the CPU."""
+    ``tiny``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters), in eval mode on the CPU."""
     from . import load_model
     from .checkpoints import guess_model_name, load_state_dict
 
     if checkpoint == "shipped":
         return load_model("tiny", device="cpu").eval()
     name, evidence = guess_model_name(load_state_dict(checkpoint))
-    if name not in ("tiny", "tiny_hq", "tiny_conv"):
-        raise ValueError(f"{checkpoint}: not tiny, tiny_hq or tiny_conv weights ({evidence})")
+    if name not in ("tiny", "tiny_v1", "tiny_hq"):
+        raise ValueError(f"{checkpoint}: not tiny, tiny_v1 or tiny_hq weights ({evidence})")
     return load_model(name, checkpoint=checkpoint, device="cpu").eval()
 
 
@@ -244,6 +259,9 @@ def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Opt
               f"{r['ambiguity']['whole']:.2f}; {r['ambiguity']['cases']}) | "
               + (f"{e['masks_per_photo']:.1f}, {e['recall']:.2f} |" if e else "- |")
               + (f" {sc['1pt_oracle']:.3f}, {sc['box_mIoU']:.3f} |" if sc else " - |"), flush=True)
+        print("  by object size (click, box, box filled): " + "; ".join(
+            f"{100 * b['low']:.0f}-{min(100, 100 * b['high']):.0f}% ({b['objects']}) {b['1pt_oracle']:.2f}, "
+            f"{b['box_mIoU']:.2f}, {b['box_fill_mIoU']:.2f}" for b in r["by_size"]), flush=True)
         rows.append({"checkpoint": ck, **{k: v for k, v in r.items() if k != "iou_pairs"}})
     return rows
 
@@ -387,6 +405,29 @@ def hours_text(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
+def what_it_is(size: int, grid: int, n_params: int, first_model: Optional[str] = None) -> str:
+    """The card's first paragraph: the design of the embedded ``tiny`` (and where it grew from)."""
+    from .model.configs import ConvEncoderConfig, get_config
+
+    enc = get_config("tiny").encoder
+    if isinstance(enc, ConvEncoderConfig):
+        design = (f"a {size} px convolutional image encoder (residual stages {', '.join(map(str, enc.widths))} wide "
+                  f"at strides 4, 8, 16 and 32, merged top-down into a {grid} x {grid} embedding: 8 input pixels "
+                  "per cell, the official models' grid)")
+    else:
+        design = (f"a {size} px ViT image encoder, {enc.patch_size} px patches ({grid} x {grid} tokens), "
+                  f"{enc.embed_dim} wide, {enc.depth} blocks")
+    grown = (" Its first phases train `tiny_v1`, samkit's first embedded model (a 6-block ViT with a 32 x 32 "
+             "token grid), whose prompt encoder and decoder `tiny` then grows from."
+             if first_model == "tiny_v1" else "")
+    return (f"**What it is.** A small Segment Anything model (samkit's `tiny` configuration: {design}, with "
+            f"SAM's prompt encoder and a 96-wide mask decoder ({4 * grid} x {4 * grid} low-res logits); "
+            f"{n_params / 1e6:.1f} M parameters) trained **from scratch** by samkit on **generated scenes only** "
+            "(dead-leaves shapes and objects made of parts, textured with crops of scikit-image's sample "
+            "pictures). It is shipped so that the kit runs offline on a CPU. It is *not* Meta's SAM and is far "
+            "less accurate; for real work load the official weights: `samkit.load_model(\"vit_b\")`." + grown)
+
+
 def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Path], n_params: int,
                checkpoint: str = "runs/tiny/model.pth", textures_seen: Sequence[str] = ()) -> None:
     s, c, g = figures["scenes"], figures["coins"], figures["scenes_large"]
@@ -394,19 +435,16 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
     lines = [
         "# Model card: samkit's embedded `tiny` SAM",
         "",
-        f"**What it is.** A small Segment Anything model (samkit's `tiny` configuration: a {size} px ViT image "
-        f"encoder, 16 px patches ({grid} x {grid} tokens), 192 wide, 6 blocks, with SAM's prompt encoder and a "
-        f"96-wide mask decoder ({4 * grid} x {4 * grid} low-res logits); "
-        f"{n_params / 1e6:.1f} M parameters) trained **from scratch** by samkit on **generated scenes only** "
-        "(dead-leaves shapes textured with crops of scikit-image's sample pictures). It is shipped so that "
-        "the kit runs offline on a CPU. It is *not* Meta's SAM and is far less accurate; for real work load "
-        "the official weights: `samkit.load_model(\"vit_b\")`.",
+        what_it_is(size, grid, n_params, phases[0].get("config", {}).get("model") if phases else None),
         "",
         "**How it was made.** `make train-tiny`: " + ", then ".join(
             f"`samkit train configs/{ph.get('name', '?')}.yaml`" for ph in phases)
         + " (each phase continues from the previous phase's weights with a fresh schedule on fresh scenes; "
-        "a phase whose input side differs from the weights' resizes the position tables when it loads them), "
-        "on a 2-core CPU, then `python -m samkit.model_card " + checkpoint + " --install --runs "
+        "a phase whose input side differs from the weights' resizes the position tables when it loads them"
+        + ("; the first `tiny` phase grows from `tiny_v1`'s weights: the prompt encoder and mask decoder carry "
+           "over, the convolutional encoder starts from random weights"
+           if any(ph.get("config", {}).get("model") == "tiny_v1" for ph in phases) else "")
+        + "), on a 2-core CPU, then `python -m samkit.model_card " + checkpoint + " --install --runs "
         + " ".join(f"runs/{ph.get('name', '?')}" for ph in phases) + "`, which measured every figure below.",
         "",
         "| phase | config | input | data | steps | lr (peak, schedule) | time | loss start -> end |",
@@ -454,6 +492,24 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
             f"| {r['1pt_oracle']:.3f} | {r['1pt_confident']:.3f} | {r['3pt']:.3f} | {r['5pt']:.3f} | "
             f"{r['box_mIoU']:.3f} | {r['box_fill_mIoU']:.3f} | {r['iou_mae']:.3f}, {r['iou_corr']:+.2f} |",
             "",
+        ]
+        if r.get("by_size"):
+            lines += ["By object size (area as a share of its photo; 1 click oracle of 3, box, and the box filled in):",
+                      "", "| object size | objects | 1 click | box | box filled (no model) |", "|---|---|---|---|---|"]
+            lines += [f"| {100 * b['low']:.0f}-{min(100, 100 * b['high']):.0f}% | {b['objects']} | "
+                      f"{b['1pt_oracle']:.3f} | {b['box_mIoU']:.3f} | {b['box_fill_mIoU']:.3f} |" for b in r["by_size"]]
+            lines.append("")
+        rounds = phases[-1].get("config", {}).get("n_rounds") if phases else None
+        if r["5pt"] < r["3pt"] or r["3pt"] < r["1pt_oracle"]:
+            lines += [
+                f"More clicks do not help on these photos: {r['1pt_oracle']:.3f} after one (oracle of 3), "
+                f"{r['3pt']:.3f} after three, {r['5pt']:.3f} after five. "
+                + (f"Its last phase simulates {rounds} rounds of the paper's interactive training (a first prompt "
+                   f"and {rounds - 1} correcting click{'s' if rounds > 2 else ''}), so it has hardly learned to "
+                   "use a longer chain of clicks and fed-back masks." if rounds else ""),
+                "",
+            ]
+        lines += [
             "![IoU head calibration](card/calibration.png)",
             "",
         ]
@@ -474,9 +530,9 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         f"keeps objects down to 0.05% of the image, and training skips masks under {TRAIN_MIN_AREA} px (0.2%), so the "
         "second row shows the objects of that size. \"Box filled\" is the mIoU of the object's box itself used as "
         "its mask: the bar that a box prompt must beat to be useful. The last column is a ceiling that no model "
-        f"of this shape can pass by much: each true mask average-pooled to the {grid} x {grid} token grid and "
+        f"of this shape can pass by much: each true mask average-pooled to the {grid} x {grid} embedding grid and "
         "upsampled back (the decoder sees the image only through that grid; its upscaling can sharpen edges, "
-        "not recover objects smaller than a token).",
+        "not recover objects smaller than a cell).",
         "",
         "Clicks follow the paper's protocol (§7.1): the first at the centre of the object (maximum of the "
         "distance transform), the next ones in the largest error region, with the previous mask fed back.",
@@ -486,7 +542,10 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         ("Every evaluation photo is excluded from the texture pool of the training scenes "
          "(`samkit.data.synthetic.DEFAULT_EXCLUDE`). " if not textures_seen else
          "The texture pool of the training scenes now excludes every evaluation photo "
-         "(`samkit.data.synthetic.DEFAULT_EXCLUDE`), but these weights were trained before "
+         "(`samkit.data.synthetic.DEFAULT_EXCLUDE`), but "
+         + ("the first phases of these weights (`tiny_v1`'s) were" if any(
+             ph.get("config", {}).get("model") == "tiny_v1" for ph in phases) else "these weights were")
+         + " trained before "
          + " and ".join(f"`{t}`" for t in textures_seen) + " joined that list: crops of "
          + ("that photo" if len(textures_seen) == 1 else "those photos")
          + " appeared as textures in their training scenes, which may flatter the figures of their objects. ")
@@ -499,14 +558,14 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
               "on synthetic data only: it roughly follows colour "
               "and texture boundaries, but has no notion of object categories, misses thin structures, and its "
               f"masks are coarse ({4 * grid} x {4 * grid} low-res logits for a {size} px input, from a {grid} x "
-              f"{grid} token grid). Use it to learn the kit, not to measure SAM."]
+              f"{grid} embedding grid). Use it to learn the kit, not to measure SAM."]
     path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m samkit.model_card", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", nargs="+",
-                    help="a trained tiny, tiny_hq or tiny_conv checkpoint (training checkpoint or state dict); "
+                    help="a trained tiny, tiny_v1 or tiny_hq checkpoint (training checkpoint or state dict); "
                          "with --quick, several ('shipped' names the installed weights)")
     ap.add_argument("--quick", action="store_true",
                     help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")

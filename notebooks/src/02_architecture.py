@@ -41,7 +41,7 @@ seed = 0
 n_timing = 5              # repetitions per timing
 bench_json = "../benchmarks/results/speed_cpu.json"  # `make bench` results to show next to this machine's ladder
 out_dir = "runs/latest/02_architecture"
-small = False             # True: the quick configuration of the tests and CI (shapes of `tiny`, fewer repetitions)
+small = False             # True: the quick configuration of the tests and CI (shapes of the small ViT `tiny_v1`, fewer repetitions)
 
 # %%
 # Colab only: install samkit (Colab's torch is kept as it is) and enable the widget manager.
@@ -53,7 +53,7 @@ if "google.colab" in sys.modules:
 
 # %%
 if small:
-    shapes_model, n_timing = "tiny", 1
+    shapes_model, n_timing = "tiny_v1", 1
 
 import time
 

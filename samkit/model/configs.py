@@ -2,8 +2,9 @@
 
 Each model name maps to a :class:`SamConfig`. The official configurations (``vit_b``, ``vit_l``,
 ``vit_h``) and MobileSAM's ``vit_t`` match the official repositories parameter for parameter, so
-their checkpoints load with ``strict=True``. ``tiny`` is samkit's own small configuration for CPU
-teaching: the same design at a quarter of the resolution and a fraction of the width.
+their checkpoints load with ``strict=True``. ``tiny`` is samkit's own small model for CPU
+teaching: SAM's prompt encoder and mask decoder, a fraction of the width, on a small convolutional image
+encoder; ``tiny_v1`` (a small ViT) is the model it grew from, ``tiny_hq`` an experiment on top of that.
 """
 from __future__ import annotations
 
@@ -125,38 +126,40 @@ CONFIGS = {
     "vit_h": SamConfig("vit_h", ViTConfig(embed_dim=1280, depth=32, num_heads=16,
                                           global_attn_indexes=(7, 15, 23, 31))),
     "vit_t": SamConfig("vit_t", TinyViTConfig()),
-    # samkit's CPU teaching model: 512 px input, 16 px patches (a 32x32 embedding grid, 128x128 low-res
+    # samkit's embedded CPU model, the one ``load_model("tiny")`` gives: ``tiny_v1``'s prompt encoder and
+    # 96-wide decoder on a convolutional encoder (``conv_encoder.ConvEncoder``, 4.2 M parameters; 4.6 M in
+    # all): residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official
+    # models' grid, 8 input pixels per cell where ``tiny_v1`` has 16): an encoder that trains on a CPU
+    # faster than a ViT and sees finer detail. It grows from tiny_v1's prompt encoder and decoder
+    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` and ``configs/tiny_phase3.yaml``).
+    "tiny": SamConfig(
+        "tiny",
+        ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96),
+        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
+                      iou_head_hidden_dim=96),
+    ),
+    # samkit's first embedded model (shipped until the convolutional ``tiny`` replaced it; its weights are
+    # made by ``configs/tiny_v1*.yaml``): 512 px input, 16 px patches (a 32x32 embedding grid, 128x128 low-res
     # masks: the official models' 4 input pixels per low-res cell), a 192-wide 6-block ViT (2.7 M
     # parameters) and a 96-wide decoder. Sized so that training it from scratch on a 2-core CPU is
     # practical: it is first trained at 256 px (16x16 tokens, ~4 GFLOP per image for the encoder's forward
     # + backward), then at 512 px, where its token grid can represent objects 4x smaller.
-    "tiny": SamConfig(
-        "tiny",
+    "tiny_v1": SamConfig(
+        "tiny_v1",
         ViTConfig(img_size=512, patch_size=16, embed_dim=192, depth=6, num_heads=6, window_size=8,
                   global_attn_indexes=(2, 5), out_chans=96),
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96),
     ),
-    # ``tiny`` plus a high-resolution path (HQ-SAM's idea, for boundaries that follow the image rather
+    # ``tiny_v1`` plus a high-resolution path (HQ-SAM's idea, for boundaries that follow the image rather
     # than the 16-pixel token grid): a 3-convolution stem turns the image into a 16-channel stride-4
     # detail map (128 x 128 at 512 px) that the mask decoder adds to its upscaled embedding and refines
-    # with each prompt. It grows from ``tiny``'s weights: the new parts start at zero, so before training
-    # it predicts exactly what ``tiny`` does (``samkit train configs/tiny_hq.yaml``).
+    # with each prompt. It grows from ``tiny_v1``'s weights: the new parts start at zero, so before training
+    # it predicts exactly what ``tiny_v1`` does (``samkit train configs/tiny_hq.yaml``).
     "tiny_hq": SamConfig(
         "tiny_hq",
         ViTConfig(img_size=512, patch_size=16, embed_dim=192, depth=6, num_heads=6, window_size=8,
                   global_attn_indexes=(2, 5), out_chans=96, detail_chans=16),
-        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
-                      iou_head_hidden_dim=96),
-    ),
-    # ``tiny``'s decoder on a convolutional encoder (``conv_encoder.ConvEncoder``, 4.2 M parameters; 4.6 M in all):
-    # residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official
-    # models' grid, 8 input pixels per cell where ``tiny`` has 16): an encoder that trains on a CPU faster
-    # than tiny's ViT and sees finer detail. It grows from tiny's prompt encoder and decoder
-    # (``samkit train configs/tiny_conv.yaml``, then ``configs/tiny_conv_phase2.yaml``).
-    "tiny_conv": SamConfig(
-        "tiny_conv",
-        ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96),
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96),
     ),

@@ -1,4 +1,4 @@
-"""A small convolutional image encoder for training on a CPU (the ``tiny_conv`` configuration).
+"""A small convolutional image encoder for training on a CPU (the embedded ``tiny`` model).
 
 The official SAM encoder is an MAE-pretrained ViT; trained from scratch on a 2-core CPU a small ViT
 learns slowly and sees the image through 16-pixel patches. This encoder follows the hierarchical
@@ -6,10 +6,10 @@ designs of the efficient SAMs (EfficientViT-SAM, EdgeSAM's RepViT, MobileSAM's T
 of residual 3x3 convolutions at strides 4, 8, 16 and 32, merged top-down (a feature pyramid, as in
 FPN) into one ``out_chans x S/8 x S/8`` embedding: the official models' 64 x 64 grid at 512 px input,
 so that the rest of SAM (prompt encoder, two-way transformer, mask decoder) is unchanged. It trains
-under a decoder that already localises clicks (``grow_from: tiny``): from random weights everywhere its
-output loses its spatial variation before the decoder learns where the click is (``configs/tiny_conv.yaml``).
+under a decoder that already localises clicks (``grow_from``: tiny_v1's weights): from random weights everywhere its
+output loses its spatial variation before the decoder learns where the click is (``configs/tiny.yaml``).
 
-Shapes below are for 512 px input and the ``tiny_conv`` widths ``(48, 96, 160, 224)``.
+Shapes below are for 512 px input and ``tiny``'s widths ``(48, 96, 160, 224)``.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ blocks attend inside 14x14 windows and four equally spaced blocks attend globall
 carrying a decomposed relative position bias (MViTv2). A "neck" of two convolutions then maps the
 ``64 x 64 x D`` tokens to the ``256 x 64 x 64`` image embedding that the mask decoder reads.
 
-Shapes below are for vit_b (D = 768); ``tiny`` runs the same code at 512 px (32 x 32 tokens, D = 192).
+Shapes below are for vit_b (D = 768); ``tiny_v1`` runs the same code at 512 px (32 x 32 tokens, D = 192).
 Attention is ``torch.nn.functional.scaled_dot_product_attention`` with the relative position bias
 as an additive mask: the paper's ``softmax(q k^T / sqrt(d) + bias) v`` in one fused call.
 """

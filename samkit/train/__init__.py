@@ -46,8 +46,8 @@ points) comes from a generator seeded by ``(seed, epoch, position in the epoch)`
 the images by ``(seed, epoch)``. So a resumed run continues exactly, and a run on ``k`` processes
 (DDP) sees the same prompts as one process with the same total batch.
 
-Growing a model. ``grow_from: tiny`` starts ``tiny_hq`` from the embedded tiny weights: the parameters
-the two share are copied, the detail path (zero-initialised) is new. ``grow_from: tiny`` for ``tiny_conv``
+Growing a model. ``grow_from: runs/tiny_v1_phase4/model.pth`` starts ``tiny_hq`` from tiny_v1's weights:
+the parameters the two share are copied, the detail path (zero-initialised) is new. The same for ``tiny``
 (another encoder design) copies the prompt encoder and mask decoder only; the convolutional encoder starts
 from random weights and learns under a decoder that already knows how to find the clicked object.
 

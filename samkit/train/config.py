@@ -66,12 +66,13 @@ class TrainConfig:
     the course and paper recipes (``configs/paper_vit_b.yaml`` lists the paper's values)."""
 
     # model
-    model: str = "tiny"  # vit_b | vit_l | vit_h | vit_t | tiny | tiny_hq | tiny_conv
+    model: str = "tiny"  # vit_b | vit_l | vit_h | vit_t | tiny | tiny_v1 | tiny_hq
     # None: random init; "default": samkit.load_model's weights; or a path
     checkpoint: Optional[str] = None
-    # grow a larger model from a smaller one: this model's weights (samkit.load_model) fill the parameters
-    # the two share (tiny -> tiny_hq); the new ones keep their initialisation. Into another encoder design
-    # (tiny -> tiny_conv) only the prompt encoder and mask decoder carry over. Exclusive with checkpoint.
+    # grow a larger model from a smaller one: this model's weights (a name: samkit.load_model's weights; or
+    # the path of a state dict, whose model is recognised from its keys) fill the parameters the two share
+    # (tiny_v1 -> tiny_hq); the new ones keep their initialisation. Into another encoder design
+    # (tiny_v1 -> tiny) only the prompt encoder and mask decoder carry over. Exclusive with checkpoint.
     grow_from: Optional[str] = None
     train_parts: str = "decoder"  # decoder_scratch | decoder | prompt_encoder+decoder | all
     # train at this input side instead of the model's own (position tables of a checkpoint made at
@@ -118,7 +119,10 @@ class TrainConfig:
     box_prob: float = 0.5  # odds that the first prompt is a noisy box rather than a point
     box_noise_std: float = 0.1  # box noise std, fraction of the box side
     box_max_noise: float = 20.0  # box noise cap in pixels at 1024 input (scaled to img_size)
-    box_multimask: bool = True  # a box alone is a single prompt: multimask output in round 0
+    # a box alone trains the three multimask outputs in round 0 (True) or the single output (False), which is
+    # what a box gets at inference (multimask_output=False); with True the single output learns boxes only
+    # together with correcting clicks (configs/tiny_phase3.yaml measures the difference)
+    box_multimask: bool = True
     # loss
     focal_weight: float = 20.0
     dice_weight: float = 1.0
@@ -219,8 +223,9 @@ class TrainConfig:
         if self.model not in MODEL_NAMES:
             bad("model", f"is {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
         if self.grow_from is not None:
-            if self.grow_from not in MODEL_NAMES:
-                bad("grow_from", f"is {self.grow_from!r}; choose one of {', '.join(MODEL_NAMES)}")
+            if self.grow_from not in MODEL_NAMES and not self.grow_from.endswith((".pth", ".pt")):
+                bad("grow_from", f"is {self.grow_from!r}; choose one of {', '.join(MODEL_NAMES)} or give "
+                    "the path of a .pth/.pt state dict")
             if self.checkpoint is not None:
                 bad("grow_from", "and 'checkpoint' are both set; a model starts from one of them")
         if self.train_parts not in TRAIN_PARTS:

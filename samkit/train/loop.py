@@ -53,7 +53,7 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
     encoder."""
     import samkit
     from samkit import checkpoints
-    from samkit.model.configs import get_config
+    from samkit.model.configs import MODEL_NAMES, get_config
     from samkit.model.sam import build_sam
 
     config = get_config(cfg.model)
@@ -61,9 +61,18 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
         config = config.at_resolution(cfg.img_size)
     model = build_sam(config)
     if cfg.grow_from is not None:
-        base = samkit.load_model(cfg.grow_from).state_dict()
-        if type(get_config(cfg.grow_from).encoder) is not type(config.encoder):
-            # another encoder design (tiny -> tiny_conv): only the prompt encoder and mask decoder carry over
+        if cfg.grow_from in MODEL_NAMES:
+            source, base = cfg.grow_from, samkit.load_model(cfg.grow_from).state_dict()
+        else:
+            path = Path(cfg.grow_from).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"field 'grow_from': file not found: {path}")
+            base = checkpoints.load_state_dict(path)
+            source, evidence = checkpoints.guess_model_name(base)
+            if source is None:
+                raise ValueError(f"field 'grow_from': {path} is not a samkit model's state dict ({evidence})")
+        if type(get_config(source).encoder) is not type(config.encoder):
+            # another encoder design (tiny_v1 -> tiny): only the prompt encoder and mask decoder carry over
             base = {k: v for k, v in base.items() if not k.startswith("image_encoder.")}
         result = checkpoints.load_into(model, base, strict=False, resize=True)
         if result.unexpected_keys:

@@ -406,7 +406,7 @@ def test_non_strict_skips_missing_and_unexpected_but_not_shapes():
 
 
 @pytest.mark.parametrize("width, expected", [(768, "vit_b"), (1024, "vit_l"), (1280, "vit_h"),
-                                             (192, "tiny"), (100, None)])
+                                             (192, "tiny_v1"), (100, None)])
 def test_guess_model_from_patch_embed_width(width, expected):
     state = {"image_encoder.patch_embed.proj.weight": torch.empty(width, 3, 1, 1),
              "image_encoder.blocks.0.norm1.weight": torch.empty(width)}
@@ -427,14 +427,14 @@ def test_resize_positions_loads_weights_made_at_another_resolution():
     from samkit.model.configs import get_config
     from samkit.model.sam import build_sam
 
-    small = build_sam(get_config("tiny").at_resolution(256))
+    small = build_sam(get_config("tiny_v1").at_resolution(256))
     with torch.no_grad():
         small.image_encoder.pos_embed.fill_(0.25)
         for name, p in small.named_parameters():
             if name.endswith(("rel_pos_h", "rel_pos_w")):  # a ramp along the table, a different one per channel
                 p.copy_(torch.arange(p.shape[0], dtype=p.dtype)[:, None] * torch.linspace(0.5, 2, p.shape[1]))
     tables = {n: p.detach().clone() for n, p in small.named_parameters() if n.endswith(("rel_pos_h", "rel_pos_w"))}
-    big = samkit.build_model("tiny")  # 512 px: 32 x 32 tokens
+    big = samkit.build_model("tiny_v1")  # 512 px: 32 x 32 tokens
     with pytest.raises(ck.StateDictMismatchError, match="pos_embed"):
         ck.load_into(big, small.state_dict())
     result = ck.load_into(big, small.state_dict(), resize=True)

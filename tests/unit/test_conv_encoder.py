@@ -1,4 +1,4 @@
-"""tiny_conv: SAM's prompt encoder and mask decoder on a convolutional encoder with a 64 x 64 embedding."""
+"""The embedded tiny: SAM's prompt encoder and mask decoder on a convolutional encoder with a 64 x 64 embedding."""
 import json
 from pathlib import Path
 
@@ -19,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return build_sam(get_config("tiny_conv")).eval()
+    return build_sam(get_config("tiny")).eval()
 
 
 def scene(size=256):
@@ -36,7 +36,7 @@ def test_encoder_gives_an_eighth_resolution_embedding():
 
 
 def test_config_has_the_official_64_grid_at_512_px():
-    cfg = get_config("tiny_conv")
+    cfg = get_config("tiny")
     assert (cfg.img_size, cfg.embedding_size, cfg.low_res_size) == (512, 64, 256)
     assert cfg.at_resolution(256).embedding_size == 32
     with pytest.raises(ValueError, match="multiple of 32"):
@@ -65,14 +65,17 @@ def test_checkpoints_name_the_model(model, tmp_path):
     from samkit.model_card import load_candidate
 
     state = model.state_dict()
-    assert checkpoints.guess_model_name(state)[0] == "tiny_conv"
+    assert checkpoints.guess_model_name(state)[0] == "tiny"
     path = tmp_path / "conv.pth"
     torch.save(state, path)
-    loaded = samkit.load_model("tiny_conv", checkpoint=path)
+    loaded = samkit.load_model("tiny", checkpoint=path)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), state.values()))
-    assert load_candidate(str(path)).name == "tiny_conv"
-    with pytest.raises(FileNotFoundError, match="configs/tiny_conv.yaml"):
-        samkit.load_model("tiny_conv")
+    assert load_candidate(str(path)).name == "tiny"
+    v1 = tmp_path / "v1.pth"
+    torch.save(samkit.build_model("tiny_v1").state_dict(), v1)
+    assert checkpoints.guess_model_name(torch.load(v1, weights_only=True))[0] == "tiny_v1"
+    with pytest.raises(FileNotFoundError, match="configs/tiny_v1.yaml"):
+        samkit.load_model("tiny_v1")
 
 
 def test_layer_decay_and_drop_path_reach_every_stage(model):
@@ -93,7 +96,7 @@ def test_onnx_export_of_the_conv_encoder(model, tmp_path):
     pytest.importorskip("onnxruntime")
     from samkit.onnx import OnnxPredictor, export_decoder, export_encoder
 
-    small = build_sam(get_config("tiny_conv").at_resolution(256)).eval()
+    small = build_sam(get_config("tiny").at_resolution(256)).eval()
     small.load_state_dict(model.state_dict())
     image, point = scene()
     ref = samkit.Predictor(small, cache=False)
@@ -107,26 +110,31 @@ def test_onnx_export_of_the_conv_encoder(model, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_trains_the_tiny_conv_config_then_resumes(tmp_path, capsys):
-    overrides = ["--set", f"out_dir={tmp_path / 'run'}", "--set", "max_steps=1", "--set", "batch_size=1",
+def test_cli_trains_the_tiny_config_then_resumes(tmp_path, capsys):
+    v1 = tmp_path / "tiny_v1.pth"
+    torch.save(samkit.build_model("tiny_v1").state_dict(), v1)
+    overrides = ["--set", f"grow_from={v1}", "--set", f"out_dir={tmp_path / 'run'}", "--set", "max_steps=1",
+                 "--set", "batch_size=1",
                  "--set", "data.n_images=1", "--set", "data.n_val=0", "--set", "data.image_size=64",
                  "--set", "img_size=64", "--set", "masks_per_image=1", "--set", "n_rounds=1",
                  "--set", "progress=false"]
-    assert cli.main(["train", str(CONFIGS / "tiny_conv.yaml"), *overrides]) == 0
+    assert cli.main(["train", str(CONFIGS / "tiny.yaml"), *overrides]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 1 and Path(summary["model"]).exists()
-    assert checkpoints.guess_model_name(torch.load(summary["model"], weights_only=True))[0] == "tiny_conv"
-    assert cli.main(["train", str(CONFIGS / "tiny_conv.yaml"), *overrides, "--set", "max_steps=2", "--resume"]) == 0
+    assert checkpoints.guess_model_name(torch.load(summary["model"], weights_only=True))[0] == "tiny"
+    assert cli.main(["train", str(CONFIGS / "tiny.yaml"), *overrides, "--set", "max_steps=2", "--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2
 
 
-def test_training_grows_tiny_conv_from_tiny_decoder():
+def test_training_grows_tiny_from_tiny_v1_decoder(tmp_path):
     from samkit.train.config import TrainConfig
     from samkit.train.loop import build_training_model
 
-    tiny = samkit.load_model("tiny").state_dict()
-    grown = build_training_model(TrainConfig(model="tiny_conv", grow_from="tiny", train_parts="all",
-                                             img_size=256)).state_dict()
+    torch.manual_seed(2)
+    tiny = samkit.build_model("tiny_v1").state_dict()
+    torch.save(tiny, tmp_path / "tiny_v1.pth")
+    grown = build_training_model(TrainConfig(model="tiny", grow_from=str(tmp_path / "tiny_v1.pth"),
+                                             train_parts="all", img_size=256)).state_dict()
     shared = [k for k in tiny if not k.startswith("image_encoder.")]
     assert shared and all(torch.equal(grown[k], tiny[k]) for k in shared)   # prompt encoder + decoder
     assert any(k.startswith("image_encoder.stages.") for k in grown)          # a fresh conv encoder

@@ -168,7 +168,7 @@ def test_attention_picks_the_folded_order_for_one_click():
 def test_fast_encoder_equals_plain_encoder(img_size, monkeypatch):
     """Windowed blocks (with and without padding), global blocks whole and in chunks of queries."""
     torch.manual_seed(2)
-    model = build_sam(get_config("tiny").at_resolution(img_size)).eval()
+    model = build_sam(get_config("tiny_v1").at_resolution(img_size)).eval()
     enc = model.image_encoder
     with torch.no_grad():
         for p in enc.parameters():

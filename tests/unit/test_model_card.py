@@ -39,7 +39,7 @@ def test_card_written_from_a_checkpoint(tmp_path):
     model_card.main([str(ckpt), "--n-scenes", "1", "--max-objects", "2", "--out", str(out), "--runs", str(run),
                      "--photos", "1", "--ambiguity-scenes", "1"])
     text = (out / "MODEL_CARD.md").read_text()
-    assert "`samkit train configs/tiny_phase9.yaml`" in text and "32 x 32 grid" in text
+    assert "`samkit train configs/tiny_phase9.yaml`" in text and "64 x 64 grid" in text
     assert not (out / "sam_tiny.pt").exists()  # installed only with --install
     figures = json.loads((out / "card" / "figures.json").read_text())
     assert 0 <= figures["scenes"]["1pt_oracle"] <= 1 and figures["scenes"]["objects"] <= 2

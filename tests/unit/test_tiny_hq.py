@@ -1,4 +1,4 @@
-"""tiny_hq: the embedded tiny plus a stride-4 detail path, grown from tiny's weights."""
+"""tiny_hq: tiny_v1 (the first embedded model, a small ViT) plus a stride-4 detail path, grown from its weights."""
 import numpy as np
 import pytest
 import torch
@@ -13,7 +13,9 @@ from samkit.model.sam import build_sam
 
 @pytest.fixture(scope="module")
 def tiny():
-    return samkit.load_model("tiny")
+    """tiny_v1 with random weights (its trained weights are not shipped)."""
+    torch.manual_seed(1)
+    return samkit.build_model("tiny_v1").eval()
 
 
 def grown(tiny, perturb: float = 0.0) -> samkit.Sam:
@@ -52,7 +54,7 @@ def test_pack_and_unpack_detail():
     assert e3 is emb and d3 is None
 
 
-def test_grown_model_predicts_exactly_what_tiny_does(tiny):
+def test_grown_model_predicts_exactly_what_tiny_v1_does(tiny):
     image, point = scene()
     _, (m0, iou0, low0) = predict(tiny, image, point)
     p, (m1, iou1, low1) = predict(grown(tiny), image, point)
@@ -103,20 +105,28 @@ def test_tiny_hq_has_no_shipped_weights():
         samkit.load_model("tiny_hq")
 
 
-def test_training_grows_tiny_hq_from_tiny(tiny):
+def test_training_grows_tiny_hq_from_tiny_v1(tiny, tmp_path):
     from samkit.train.config import TrainConfig
     from samkit.train.loop import build_training_model
 
-    model = build_training_model(TrainConfig(model="tiny_hq", grow_from="tiny", train_parts="all"))
+    path = tmp_path / "tiny_v1.pth"
+    torch.save(tiny.state_dict(), path)
+    model = build_training_model(TrainConfig(model="tiny_hq", grow_from=str(path), train_parts="all"))
     state, base = model.state_dict(), tiny.state_dict()
     assert all(torch.equal(state[k], v) for k, v in base.items())
     assert torch.count_nonzero(state["mask_decoder.detail_proj.weight"]) == 0
     with pytest.raises(ValueError, match="grow_from"):
-        TrainConfig(model="tiny_hq", grow_from="tiny", checkpoint="default").validate()
+        TrainConfig(model="tiny_hq", grow_from="tiny_v1", checkpoint="default").validate()
     with pytest.raises(ValueError, match="grow_from"):
         TrainConfig(model="tiny_hq", grow_from="small").validate()
     with pytest.raises(FileNotFoundError, match="no shipped weights"):
         build_training_model(TrainConfig(model="tiny", grow_from="tiny_hq"))
+    with pytest.raises(FileNotFoundError, match="grow_from"):
+        build_training_model(TrainConfig(model="tiny_hq", grow_from=str(tmp_path / "missing.pth")))
+    junk = tmp_path / "junk.pth"
+    torch.save({"w": torch.zeros(2)}, junk)
+    with pytest.raises(ValueError, match="not a samkit model"):
+        build_training_model(TrainConfig(model="tiny_hq", grow_from=str(junk)))
 
 
 def test_model_card_tells_tiny_hq_weights_apart(tiny, tmp_path):

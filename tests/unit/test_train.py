@@ -75,7 +75,7 @@ def _group_of(groups, name):
 
 
 def test_param_groups_decay_and_layer_decay():
-    model = samkit.build_model("tiny")
+    model = samkit.build_model("tiny_v1")
     tr.set_trainable(model, "all")
     groups = param_groups(model, lr=1.0, weight_decay=0.1, layer_decay=0.5)
     names = [n for g in groups for n in g["names"]]
@@ -235,10 +235,10 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_train_all_parts_updates_the_encoder_with_drop_path(tmp_path):
-    cfg = tiny_config(tmp_path, train_parts="all", max_steps=1, drop_path=0.2, layer_decay=0.6,
+    cfg = tiny_config(tmp_path, model="tiny_v1", train_parts="all", max_steps=1, drop_path=0.2, layer_decay=0.6,
                       grad_clip=1.0, amp="bf16")
     torch.manual_seed(cfg.seed)
-    before = samkit.build_model("tiny").image_encoder.state_dict()
+    before = samkit.build_model("tiny_v1").image_encoder.state_dict()
     result = train(cfg)
     enc = result.model.image_encoder
     assert enc.blocks[-1].drop_path == pytest.approx(0.2) and enc.blocks[0].drop_path == 0.0
@@ -278,15 +278,15 @@ def test_train_at_another_resolution_from_a_checkpoint(tmp_path):
     """img_size trains the model at another input side; a checkpoint made at 512 px loads with its
     position tables resized, and the result reloads at that side."""
     src = tmp_path / "at512.pth"
-    torch.save(samkit.build_model("tiny").state_dict(), src)
-    cfg = tiny_config(tmp_path, train_parts="all", img_size=256, checkpoint=str(src), max_steps=1)
+    torch.save(samkit.build_model("tiny_v1").state_dict(), src)
+    cfg = tiny_config(tmp_path, model="tiny_v1", train_parts="all", img_size=256, checkpoint=str(src), max_steps=1)
     model = tr.build_training_model(cfg)
     assert model.img_size == 256 and model.image_encoder.pos_embed.shape == (1, 16, 16, 192)
     result = train(cfg)
     state = torch.load(result.model_path, weights_only=True)
     assert state["image_encoder.pos_embed"].shape == (1, 16, 16, 192)
-    back = samkit.build_model("tiny")
-    samkit.checkpoints.load_into(back, state, resize=True)  # and up again, as configs/tiny_phase4.yaml does
+    back = samkit.build_model("tiny_v1")
+    samkit.checkpoints.load_into(back, state, resize=True)  # and up again, as configs/tiny_v1_phase4.yaml does
     assert back.image_encoder.pos_embed.shape == (1, 32, 32, 192)
     with pytest.raises(ValueError, match="multiple of 16"):
         tiny_config(tmp_path, img_size=100).validate()

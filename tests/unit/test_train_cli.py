@@ -25,16 +25,16 @@ def test_bad_config_reports_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_trains_the_tiny_config_then_resumes(tmp_path, capsys):
+def test_cli_trains_the_tiny_v1_config_then_resumes(tmp_path, capsys):
     overrides = ["--set", f"out_dir={tmp_path / 'run'}", "--set", "max_steps=1", "--set", "train_parts=decoder",
                  "--set", "batch_size=1", "--set", "eval_every=-1",
                  "--set", f"cache_dir={tmp_path / 'emb'}", "--set", "data.n_images=1", "--set", "data.n_val=0",
                  "--set", "data.image_size=64", "--set", "masks_per_image=1", "--set", "n_rounds=1",
                  "--set", "no_point_rounds=0", "--set", "progress=false"]
-    assert cli.main(["train", str(CONFIGS / "tiny.yaml"), *overrides]) == 0
+    assert cli.main(["train", str(CONFIGS / "tiny_v1.yaml"), *overrides]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 1 and Path(summary["model"]).exists()
-    assert cli.main(["train", str(CONFIGS / "tiny.yaml"), *overrides, "--set", "max_steps=2", "--resume"]) == 0
+    assert cli.main(["train", str(CONFIGS / "tiny_v1.yaml"), *overrides, "--set", "max_steps=2", "--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 2
 
 
