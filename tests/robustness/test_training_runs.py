@@ -56,7 +56,7 @@ def test_a_finished_run_is_not_replaced_without_resume_or_overwrite(tmp_path):
 
 
 def test_the_command_line_refuses_too_and_offers_overwrite(tmp_path, capsys):
-    args = ["train", str(CONFIGS / "tiny.yaml"), "--set", f"out_dir={tmp_path / 'run'}", "--set", "max_steps=1",
+    args = ["train", str(CONFIGS / "tiny_v1.yaml"), "--set", f"out_dir={tmp_path / 'run'}", "--set", "max_steps=1",
             "--set", "img_size=64", "--set", "masks_per_image=1", "--set", "n_rounds=1", "--set", "no_point_rounds=0",
             "--set", "eval_every=-1", "--set", f"cache_dir={tmp_path / 'emb'}", "--set", "data.n_images=1",
             "--set", "data.n_val=0", "--set", "data.image_size=64", "--set", "progress=false", "--set", "batch_size=1"]

@@ -25,10 +25,10 @@ def test_shapes(model, image):
     p = samkit.Predictor(model)
     p.set_image(image)
     assert p.input_size == (384, 512) and p.original_size == (120, 160)
-    assert p.get_image_embedding().shape == (1, 96, 32, 32)
+    assert p.get_image_embedding().shape == (1, 96, 64, 64)
     masks, iou, low = p.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]))
     assert masks.shape == (3, 120, 160) and masks.dtype == bool
-    assert iou.shape == (3,) and low.shape == (3, 128, 128)
+    assert iou.shape == (3,) and low.shape == (3, 256, 256)
     masks, iou, low = p.predict(box=np.array([10, 10, 100, 90]), multimask_output=False)
     assert masks.shape == (1, 120, 160) and iou.shape == (1,)
     logits, _, _ = p.predict(box=np.array([10, 10, 100, 90]), multimask_output=False, return_logits=True)
@@ -91,7 +91,7 @@ def test_cache_skips_the_encoder(model, image):
     cache = EmbeddingCache()
     p = samkit.Predictor(model, cache=cache)
     calls = []  # the patch embedding runs once per encoder pass, on the plain and on the fast path
-    handle = model.image_encoder.patch_embed.register_forward_hook(lambda *a: calls.append(1))
+    handle = model.image_encoder.register_forward_hook(lambda *a: calls.append(1))
     try:
         p.set_image(image)
         first = p.get_image_embedding().clone()
@@ -174,6 +174,6 @@ def test_set_embedding_equals_set_image(model, image):
     kw = dict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]), return_logits=True)
     for a, b in zip(p.predict(**kw), q.predict(**kw)):
         np.testing.assert_allclose(a, b, atol=1e-5)
-    wrong = r"must be a 1 x 96 x 32 x 32 tensor, got \(2, 96, 32, 32\)"
+    wrong = r"must be a 1 x 96 x 64 x 64 tensor, got \(2, 96, 64, 64\)"
     with pytest.raises(ValueError, match=wrong):
-        q.set_embedding(torch.zeros(2, 96, 32, 32), (10, 10))
+        q.set_embedding(torch.zeros(2, 96, 64, 64), (10, 10))
