@@ -13,10 +13,13 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .model.configs import SamConfig
 
 ASSETS = Path(__file__).parent / "assets"
 HELD_OUT_SEED = 1  # training scenes use seeds 0, 7, 11, 13, 17, 19, 20-23 and 777 (configs/tiny*.yaml)
@@ -87,16 +90,17 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
     box = box_prompts(predictor, data, progress=progress)
     from .data.photos import tight_boxes
 
+    box_ious = iter(box.per_object["box"])  # box_prompts' per-object IoUs, in the same order
     pairs, per_object = [], []  # per object: area fraction, click (oracle of 3), box, box filled in
     for item in data:
         predictor.set_image(item["image"])
         for gt in item["masks"]:
+            if not gt.any():  # box_prompts skips empty masks too
+                continue
             first = first_click(predictor, gt)
             pairs += list(zip(np.asarray(first["scores"], dtype=float).tolist(), first["ious"].tolist()))
-            tight = tight_boxes(gt[None])[0]
-            mask = predictor.predict(box=tight, multimask_output=False)[0][0]
-            x0, y0, x1, y1 = tight
-            per_object.append((gt.mean(), first["ious"].max(), (mask & gt).sum() / max((mask | gt).sum(), 1),
+            x0, y0, x1, y1 = tight_boxes(gt[None])[0]
+            per_object.append((gt.mean(), first["ious"].max(), next(box_ious),
                                gt.sum() / ((x1 - x0 + 1) * (y1 - y0 + 1))))
     pred, true = np.array(pairs).T
     per_object = np.array(per_object, dtype=float)
@@ -405,11 +409,13 @@ def hours_text(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
-def what_it_is(size: int, grid: int, n_params: int, first_model: Optional[str] = None) -> str:
-    """The card's first paragraph: the design of the embedded ``tiny`` (and where it grew from)."""
+def what_it_is(size: int, grid: int, n_params: int, first_model: Optional[str] = None,
+               config: Optional[SamConfig] = None) -> str:
+    """The card's first paragraph: the design of the carded model (``config``, by default the embedded
+    ``tiny``'s) and where it grew from."""
     from .model.configs import ConvEncoderConfig, get_config
 
-    enc = get_config("tiny").encoder
+    enc = (config if config is not None else get_config("tiny")).encoder
     if isinstance(enc, ConvEncoderConfig):
         design = (f"a {size} px convolutional image encoder (residual stages {', '.join(map(str, enc.widths))} wide "
                   f"at strides 4, 8, 16 and 32, merged top-down into a {grid} x {grid} embedding: 8 input pixels "
@@ -429,13 +435,14 @@ def what_it_is(size: int, grid: int, n_params: int, first_model: Optional[str] =
 
 
 def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Path], n_params: int,
-               checkpoint: str = "runs/tiny/model.pth", textures_seen: Sequence[str] = ()) -> None:
+               checkpoint: str = "runs/tiny/model.pth", textures_seen: Sequence[str] = (),
+               config: Optional[SamConfig] = None) -> None:
     s, c, g = figures["scenes"], figures["coins"], figures["scenes_large"]
     size, grid = figures["img_size"], figures["grid"]
     lines = [
         "# Model card: samkit's embedded `tiny` SAM",
         "",
-        what_it_is(size, grid, n_params, phases[0].get("config", {}).get("model") if phases else None),
+        what_it_is(size, grid, n_params, phases[0].get("config", {}).get("model") if phases else None, config),
         "",
         "**How it was made.** `make train-tiny`: " + ", then ".join(
             f"`samkit train configs/{ph.get('name', '?')}.yaml`" for ph in phases)
@@ -620,7 +627,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         phases.append(info)
     n_params = sum(p.numel() for p in model.parameters())
     write_card(out / "MODEL_CARD.md", figures, phases, pictures, n_params,
-               checkpoint=Path(args.checkpoint).as_posix(), textures_seen=args.textures_seen)
+               checkpoint=Path(args.checkpoint).as_posix(), textures_seen=args.textures_seen, config=model.config)
     (out / "card" / "figures.json").write_text(json.dumps(
         {"scenes": {k: v for k, v in figures["scenes"].items() if not isinstance(v, dict)},
          "scenes_large": {k: v for k, v in figures["scenes_large"].items() if not isinstance(v, dict)},

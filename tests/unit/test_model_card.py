@@ -48,6 +48,19 @@ def test_card_written_from_a_checkpoint(tmp_path):
     assert real["images"] == 1 and real["objects"] >= 1 and 0 <= real["box_mIoU"] <= 1 and 0 <= real["iou_mae"] <= 1
     assert 0 <= figures["everything"]["recall"] <= 1 and figures["ambiguity"]["cases"] >= 0
     assert (out / "card" / "calibration.png").exists() and "Real photos it never saw" in text
+    # the size table reads box_prompts' own per-object IoUs: its bands average back to the box figure
+    bands = real["by_size"]
+    assert sum(b["objects"] for b in bands) == real["objects"]
+    assert abs(sum(b["box_mIoU"] * b["objects"] for b in bands) / real["objects"] - real["box_mIoU"]) < 1e-6
+
+
+def test_what_it_is_describes_the_carded_model():
+    from samkit.model import get_config
+
+    conv = model_card.what_it_is(512, 64, 4_600_000)
+    assert "convolutional image encoder" in conv and "48, 96, 160, 224" in conv
+    vit = model_card.what_it_is(512, 32, 5_000_000, config=get_config("tiny_v1"))
+    assert "ViT image encoder" in vit and "6 blocks" in vit and "convolutional" not in vit
 
 
 def test_nested_pairs_finds_parts_inside_wholes():
