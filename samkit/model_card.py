@@ -415,7 +415,8 @@ def what_it_is(size: int, grid: int, n_params: int, first_model: Optional[str] =
     ``tiny``'s) and where it grew from."""
     from .model.configs import ConvEncoderConfig, get_config
 
-    enc = (config if config is not None else get_config("tiny")).encoder
+    config = config if config is not None else get_config("tiny")
+    enc = config.encoder
     if isinstance(enc, ConvEncoderConfig):
         design = (f"a {size} px convolutional image encoder (residual stages {', '.join(map(str, enc.widths))} wide "
                   f"at strides 4, 8, 16 and 32, merged top-down into a {grid} x {grid} embedding: 8 input pixels "
@@ -426,7 +427,7 @@ def what_it_is(size: int, grid: int, n_params: int, first_model: Optional[str] =
     grown = (" Its first phases train `tiny_v1`, samkit's first embedded model (a 6-block ViT with a 32 x 32 "
              "token grid), whose prompt encoder and decoder `tiny` then grows from."
              if first_model == "tiny_v1" else "")
-    return (f"**What it is.** A small Segment Anything model (samkit's `tiny` configuration: {design}, with "
+    return (f"**What it is.** A small Segment Anything model (samkit's `{config.name}` configuration: {design}, with "
             f"SAM's prompt encoder and a 96-wide mask decoder ({4 * grid} x {4 * grid} low-res logits); "
             f"{n_params / 1e6:.1f} M parameters) trained **from scratch** by samkit on **generated scenes only** "
             "(dead-leaves shapes and objects made of parts, textured with crops of scikit-image's sample "

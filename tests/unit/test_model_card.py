@@ -61,6 +61,7 @@ def test_what_it_is_describes_the_carded_model():
     assert "convolutional image encoder" in conv and "48, 96, 160, 224" in conv
     vit = model_card.what_it_is(512, 32, 5_000_000, config=get_config("tiny_v1"))
     assert "ViT image encoder" in vit and "6 blocks" in vit and "convolutional" not in vit
+    assert "`tiny_v1` configuration" in vit and "`tiny` configuration" in conv
 
 
 def test_nested_pairs_finds_parts_inside_wholes():
