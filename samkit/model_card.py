@@ -452,7 +452,8 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         + ("; the first `tiny` phase grows from `tiny_v1`'s weights: the prompt encoder and mask decoder carry "
            "over, the convolutional encoder starts from random weights"
            if any(ph.get("config", {}).get("model") == "tiny_v1" for ph in phases) else "")
-        + "), on a 2-core CPU, then `python -m samkit.model_card " + checkpoint + " --install --runs "
+        + "), on a 2-core CPU, then `python -m samkit.model_card " + checkpoint + " --install "
+        + (f"--textures-seen {' '.join(textures_seen)} " if textures_seen else "") + "--runs "
         + " ".join(f"runs/{ph.get('name', '?')}" for ph in phases) + "`, which measured every figure below.",
         "",
         "| phase | config | input | data | steps | lr (peak, schedule) | time | loss start -> end |",
@@ -515,6 +516,13 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
                 + (f"Its last phase simulates {rounds} rounds of the paper's interactive training (a first prompt "
                    f"and {rounds - 1} correcting click{'s' if rounds > 2 else ''}), so it has hardly learned to "
                    "use a longer chain of clicks and fed-back masks." if rounds else ""),
+                "",
+            ]
+        else:
+            lines += [
+                f"More clicks help: {r['1pt_oracle']:.3f} after one (oracle of 3), {r['3pt']:.3f} after three, "
+                f"{r['5pt']:.3f} after five."
+                + (f" Its last phase simulates {rounds} rounds of the paper's interactive training." if rounds else ""),
                 "",
             ]
         lines += [
