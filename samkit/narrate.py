@@ -225,12 +225,14 @@ def ambiguity(model: str, weights: str, pairwise_iou: List[float], scores: List[
     sizes = ", ".join(f"{a:,}" for a in areas)
     text = (f"With {who}, the three masks cover {sizes} pixels, with predicted IoU "
             f"{', '.join(num(s, 2) for s in scores)}; their pairwise IoU is {num(lo, 2)}-{num(hi, 2)}. ")
-    if lo > 0.9:
-        return text + ("They are **the same mask three times**: this model has not learned to split an ambiguous "
-                       "click into subpart, part and whole, so its three tokens answer alike. The paper's Fig. 3 "
-                       "shows what the ambiguity-aware outputs of SAM look like (three nested, different masks).")
-    if hi > 0.9:
-        return text + ("Two of them are nearly the same mask; the third is a different answer.")
+    if lo > 0.7:
+        return text + (f"They are **{'' if lo > 0.9 else 'nearly '}the same mask three times** (one answer, with "
+                       "different edges and stray pieces): this model has not learned to split an ambiguous click "
+                       "into subpart, part and whole, so its three tokens answer alike. The paper's Fig. 3 shows what "
+                       "the ambiguity-aware outputs of SAM look like (three nested, different masks).")
+    if hi > 0.75:
+        return text + (f"Two of them are {'nearly the same mask' if hi > 0.9 else 'much alike'} (IoU {num(hi, 2)}); "
+                       f"the third is a different answer (IoU {num(lo, 2)} with one of them).")
     if min(containment) > 0.8:
         return text + (f"They are **three different, nested answers** (each smaller mask lies at least "
                        f"{pct(min(containment))} inside the larger ones), as the ambiguity-aware design intends: "
@@ -450,7 +452,8 @@ def box_vs_clicks(name: str, box: float, n_points: List[int], confident: List[fl
     text = f"**{name}**: a tight box gives **{num(box)}**, one click {num(confident[0])}. "
     if box < confident[0] - 0.01:
         return text + "Here a box is worth **less than one click**: the model turns boxes into masks worse than points."
-    reached = [n for n, m in zip(n_points, confident) if m >= box - 1e-9]
+    # as printed (three decimals): a click count whose mIoU reads the same as the box's has reached it
+    reached = [n for n, m in zip(n_points, confident) if round(m, 3) >= round(box, 3)]
     if not reached:
         return text + (f"No number of clicks up to {n_points[-1]} reaches the box: a box is worth more than "
                        f"{n_points[-1]} clicks for this model.")

@@ -34,6 +34,8 @@ def test_box_worth():
     assert "less than one click" in narrate.box_vs_clicks("a", 0.3, n, [0.5, 0.6, 0.7, 0.8, 0.9])
     assert "about 3 clicks" in narrate.box_vs_clicks("a", 0.65, n, [0.5, 0.6, 0.7, 0.8, 0.9])
     assert "more than 9 clicks" in narrate.box_vs_clicks("a", 0.95, n, [0.5, 0.6, 0.7, 0.8, 0.9])
+    # a click count that reads the same as the box to three decimals has reached it
+    assert "at **5 clicks**" in narrate.box_vs_clicks("a", 0.9372, n, [0.7, 0.92, 0.923, 0.9366, 0.935])
 
 
 def test_everything_mode_with_no_mask_names_the_filter():
@@ -72,6 +74,10 @@ def test_finetune_branches_and_ambiguity():
     assert "**worse**" in narrate.finetune(0.35, 0.31, 0.18, 0.18, 4, 2)
     same = narrate.ambiguity("tiny", "embedded", [0.95, 0.97, 0.96], [0.2, 0.2, 0.2], [100, 101, 99], [0.99] * 3)
     assert "same mask three times" in same
+    near = narrate.ambiguity("tiny", "embedded", [0.73, 0.89, 0.8], [0.5, 0.45, 0.45], [223, 306, 274], [1.0] * 3)
+    assert "**nearly the same mask three times**" in near and "nested answers" not in near
+    two = narrate.ambiguity("tiny", "embedded", [0.3, 0.95, 0.35], [0.4, 0.4, 0.4], [100, 104, 400], [0.95] * 3)
+    assert "Two of them are nearly the same mask" in two and "IoU 0.30" in two
     nested = narrate.ambiguity("vit_b", "official", [0.2, 0.1, 0.5], [0.9, 0.8, 0.7], [50, 200, 800], [0.95, 0.9, 0.97])
     assert "nested" in nested and "not nested" not in nested
 
