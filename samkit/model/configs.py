@@ -131,7 +131,7 @@ CONFIGS = {
     # all): residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official
     # models' grid, 8 input pixels per cell where ``tiny_v1`` has 16): an encoder that trains on a CPU
     # faster than a ViT and sees finer detail. It grows from tiny_v1's prompt encoder and decoder
-    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase4.yaml``).
+    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml``).
     "tiny": SamConfig(
         "tiny",
         ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96),
