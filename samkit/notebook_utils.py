@@ -103,13 +103,14 @@ class Session:
         e.g. Colab's T4), ``"bf16"`` or ``"none"``."""
         return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.amp, "none")
 
-    def say(self, narration: Callable[..., str], **data: Any) -> str:
+    def say(self, narration: Callable[..., str], **data: Any) -> None:
         """Show the Markdown that ``narration`` (a function of :mod:`samkit.narrate`) writes from ``data``.
 
         The numbers go with the text: the output's metadata holds ``{"samkit": {"narrate": name, "data":
         data}}`` (so a stored notebook can be checked to say what its numbers say), and the text and numbers
         are appended to ``<out_dir>/claims.json`` for the run's index and the slides. ``data`` must be plain
-        numbers, strings, lists and dicts (NumPy scalars are converted). Returns the text.
+        numbers, strings, lists and dicts (NumPy scalars are converted). Returns nothing, so that a cell
+        ending in ``S.say(...)`` shows the text once (a returned string would be shown again, quoted).
         """
         import json
 
@@ -128,7 +129,6 @@ class Session:
         from IPython.display import Markdown, display
 
         display(Markdown(text), metadata={"samkit": record})
-        return text
 
     def predictor(self):
         """A :class:`samkit.Predictor` for the session's model."""

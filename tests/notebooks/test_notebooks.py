@@ -21,6 +21,7 @@ re-rendered from their numbers like the stored ones.
 """
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -102,6 +103,25 @@ def test_stored_outputs_are_the_full_run_and_clean(path: Path) -> None:
         assert not hit, f"{where}: machine-specific path {hit.group(0)!r}"
         assert not re.search(r"\d+%\|", text), f"{where}: a progress bar is stored"
         assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), f"{where}: widget state"
+    for i, cell in enumerate(nb.cells):
+        shown = [_plain_text(out) for out in cell.get("outputs", [])]
+        shown = [t for t in shown if len(t) > 40]
+        assert len(shown) == len(set(shown)), f"{path.name} cell {i}: the same text is shown twice"
+
+
+def _plain_text(out) -> str:
+    """What an output shows as text: a stream, or its Markdown / plain text (a string repr unquoted)."""
+    if out.get("output_type") == "stream":
+        return "".join(out.get("text", "")).strip()
+    data = out.get("data", {})
+    text = data.get("text/markdown", data.get("text/plain", ""))
+    text = ("".join(text) if isinstance(text, list) else text).strip()
+    if data.get("text/markdown") is None and text[:1] in "'\"" and text[-1:] == text[:1]:
+        try:
+            text = str(ast.literal_eval(text)).strip()
+        except (ValueError, SyntaxError):
+            pass
+    return text
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
