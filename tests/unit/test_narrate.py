@@ -86,3 +86,11 @@ def test_paper_readouts_are_computed_from_the_tables():
     assert "16 of 23" in narrate.vs_ritm() and "PPDLS" in narrate.vs_ritm()
     assert "older vs middle" in narrate.fairness()
     assert "Europe and Asia & Oceania" in narrate.geography()
+
+
+def test_timing_explains_a_predict_faster_than_its_decoder():
+    slow = narrate.timing("tiny", "cpu", encoder_s=0.128, decoder_s=0.027, predict_s=0.020)
+    assert "keeps what depends only on the image" in slow
+    plain = narrate.timing("tiny", "cpu", encoder_s=0.128, decoder_s=0.015, predict_s=0.020)
+    assert "keeps what depends only on the image" not in plain
+    assert "is within the paper's" in plain
