@@ -158,31 +158,38 @@ def _iterate_objects(dataset: Iterable, max_objects: Optional[int], progress: bo
 # ----------------------------------------------------------------------------------------------
 # Point prompts (§7.1)
 # ----------------------------------------------------------------------------------------------
-def first_click(predictor, gt: np.ndarray) -> Dict[str, Any]:
+def _predict(predictor, refine: bool, **prompts):
+    """``predictor.predict(**prompts)``, refined when asked (a predictor-like object without the option
+    still serves the plain protocol)."""
+    return predictor.predict(**prompts, refine=True) if refine else predictor.predict(**prompts)
+
+
+def first_click(predictor, gt: np.ndarray, refine: bool = False) -> Dict[str, Any]:
     """The evaluation's first click on the predictor's current image: one positive point at the interior
     centre of ``gt`` (:func:`samkit.data.prompts.center_point`), three masks.
 
-    ``gt``: ``H x W`` bool. Returns ``point`` (1 x 2, image pixels), ``masks`` (3 x H x W bool),
-    ``scores`` (3 predicted IoUs), ``low_res`` (3 x 256 x 256 logits), ``ious`` (3 true IoUs) and the
-    index each selection picks: ``confident`` (highest predicted IoU) and ``oracle`` (highest true IoU).
+    ``gt``: ``H x W`` bool; ``refine``: masks cut along the image's edges (``Predictor.predict``).
+    Returns ``point`` (1 x 2, image pixels), ``masks`` (3 x H x W bool), ``scores`` (3 predicted IoUs),
+    ``low_res`` (3 x 256 x 256 logits), ``ious`` (3 true IoUs) and the index each selection picks:
+    ``confident`` (highest predicted IoU) and ``oracle`` (highest true IoU).
     """
     from .data.prompts import center_point
 
     point = np.array([center_point(gt)], dtype=np.float64)
-    masks, scores, low_res = predictor.predict(point_coords=point, point_labels=np.array([1]),
-                                               multimask_output=True)
+    masks, scores, low_res = _predict(predictor, refine, point_coords=point, point_labels=np.array([1]),
+                                      multimask_output=True)
     ious = np.array([mask_iou(m, gt) for m in masks])
     return {"point": point, "masks": masks, "scores": scores, "low_res": low_res, "ious": ious,
             "confident": int(np.argmax(scores)), "oracle": int(np.argmax(ious))}
 
 
 def _simulate_clicks(predictor, gt: np.ndarray, n_max: int, selections: Sequence[str],
-                     record_at: Sequence[int]) -> Dict[str, Dict[int, float]]:
+                     record_at: Sequence[int], refine: bool = False) -> Dict[str, Dict[int, float]]:
     """IoU after each number of clicks in ``record_at`` for one object on the predictor's current image,
     per selection (the first click is decoded once and shared)."""
     from .data.prompts import next_click
 
-    first = first_click(predictor, gt)
+    first = first_click(predictor, gt, refine)
     out: Dict[str, Dict[int, float]] = {}
     for selection in selections:
         best = first[selection]
@@ -195,9 +202,9 @@ def _simulate_clicks(predictor, gt: np.ndarray, n_max: int, selections: Sequence
                 (cx, cy), label = click
                 coords.append([cx, cy])
                 labels.append(label)
-                masks, _, low_res = predictor.predict(point_coords=np.array(coords),
-                                                      point_labels=np.array(labels),
-                                                      mask_input=logits, multimask_output=False)
+                masks, _, low_res = _predict(predictor, refine, point_coords=np.array(coords),
+                                             point_labels=np.array(labels), mask_input=logits,
+                                             multimask_output=False)
                 pred, logits = masks[0], low_res[0:1]
             if n in record_at:
                 ious[n] = mask_iou(pred, gt)
@@ -218,7 +225,7 @@ def _on_predictor(predictor, objects):
 def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
                   n_points: Sequence[int] = (1, 2, 3, 5, 9),
                   selection: Union[str, Sequence[str]] = ("confident", "oracle"),
-                  max_objects: Optional[int] = None, progress: bool = True) -> ResultTable:
+                  max_objects: Optional[int] = None, progress: bool = True, refine: bool = False) -> ResultTable:
     """mIoU after N simulated clicks per object (paper §7.1).
 
     Arguments:
@@ -229,6 +236,8 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
         selection: ``'confident'`` and/or ``'oracle'`` (how the first click's three masks are resolved).
         max_objects: stop after this many (non-empty) objects.
         progress: show a progress bar over images.
+        refine: cut each mask along the image's edges before it is scored and the next click is placed
+            (``Predictor.predict(refine=True)``; the next prompt still feeds the model's own logits).
 
     Returns:
         a :class:`ResultTable` with rows ``selection, n_points, mIoU, objects``; empty masks are skipped
@@ -245,7 +254,7 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
     per_object = {s: {n: [] for n in n_points} for s in selections}
     objects, counts = _iterate_objects(dataset, max_objects, progress, "point prompts")
     for gt in _on_predictor(predictor, objects):
-        ious = _simulate_clicks(predictor, gt, n_points[-1], selections, n_points)
+        ious = _simulate_clicks(predictor, gt, n_points[-1], selections, n_points, refine)
         for s in selections:
             for n in n_points:
                 per_object[s][n].append(ious[s][n])
@@ -259,8 +268,9 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
 
 
 def box_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]], max_objects: Optional[int] = None,
-                progress: bool = True) -> ResultTable:
-    """mIoU with the ground truth's tight box as the prompt (one mask per box).
+                progress: bool = True, refine: bool = False) -> ResultTable:
+    """mIoU with the ground truth's tight box as the prompt (one mask per box); ``refine``: the mask cut
+    along the image's edges (``Predictor.predict(refine=True)``).
 
     The box is XYXY in original pixels with inclusive ends (the last foreground column/row), the
     convention of :mod:`samkit.data.prompts`.
@@ -270,7 +280,7 @@ def box_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]], max_objec
     objects, counts = _iterate_objects(dataset, max_objects, progress, "box prompts")
     for gt in _on_predictor(predictor, objects):
         box = masks_to_boxes_xyxy(torch.from_numpy(gt)[None])[0].numpy().astype(np.float64)
-        masks, _, _ = predictor.predict(box=box, multimask_output=False)
+        masks, _, _ = _predict(predictor, refine, box=box, multimask_output=False)
         ious.append(mask_iou(masks[0], gt))
     if counts["objects"] == 0:
         raise ValueError(f"the dataset has no non-empty object masks ({counts['skipped_empty']} empty skipped)")

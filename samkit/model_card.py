@@ -75,19 +75,22 @@ def evaluate_model(model, n_scenes: int = 40, max_objects: int = 400, progress: 
     return out
 
 
-def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] = None) -> Dict:
+def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] = None,
+                       refine: bool = False) -> Dict:
     """The real-photo set (:func:`samkit.data.photos.real_photo_dataset`, never trained on): 1, 3 and 5
     clicks (oracle of 3 and most confident), the tight box, the box filled in as the mask (no model), and
     how well the IoU head predicts the first click's true IoUs (all three masks): mean absolute error,
-    correlation, and the pairs themselves (``iou_pairs``: predicted, true) for the calibration plot."""
+    correlation, and the pairs themselves (``iou_pairs``: predicted, true) for the calibration plot.
+    ``refine``: every mask cut along the image's edges (``Predictor.predict(refine=True)``) before it is
+    scored."""
     from . import Predictor
     from .data.photos import real_photo_dataset
     from .evaluate import box_prompts, first_click, point_prompts
 
     data = real_photo_dataset()[:max_photos]
     predictor = Predictor(model)
-    pts = point_prompts(predictor, data, n_points=(1, 3, 5), progress=progress)
-    box = box_prompts(predictor, data, progress=progress)
+    pts = point_prompts(predictor, data, n_points=(1, 3, 5), progress=progress, refine=refine)
+    box = box_prompts(predictor, data, progress=progress, refine=refine)
     from .data.photos import tight_boxes
 
     box_ious = iter(box.per_object["box"])  # box_prompts' per-object IoUs, in the same order
@@ -97,7 +100,7 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
         for gt in item["masks"]:
             if not gt.any():  # box_prompts skips empty masks too
                 continue
-            first = first_click(predictor, gt)
+            first = first_click(predictor, gt, refine)
             pairs += list(zip(np.asarray(first["scores"], dtype=float).tolist(), first["ious"].tolist()))
             x0, y0, x1, y1 = tight_boxes(gt[None])[0]
             per_object.append((gt.mean(), first["ious"].max(), next(box_ious),
@@ -212,6 +215,14 @@ def calibration_figure(pairs: List[List[float]], out_path: Path) -> Path:
     return path
 
 
+def shipped_state_dict(model) -> Dict[str, torch.Tensor]:
+    """The weights as the package ships them: floating-point tensors stored as float16 (half the file; the
+    model's weights all lie well inside float16's range), everything else unchanged. ``samkit.load_model``
+    copies them into a float32 model, so inference runs in float32 as before."""
+    return {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).clone().contiguous()
+            for k, v in model.state_dict().items()}
+
+
 def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
     ``tiny``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters), in eval mode on the CPU."""
@@ -241,17 +252,19 @@ def scene_figures(model, n_scenes: int = 16, max_objects: int = 150, seed: int =
 
 
 def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Optional[int] = None,
-                ambiguity_scenes: int = 24, scenes: int = 16, scenes_seed: int = HELD_OUT_SEED) -> List[Dict]:
+                ambiguity_scenes: int = 24, scenes: int = 16, scenes_seed: int = HELD_OUT_SEED,
+                refine: bool = False) -> List[Dict]:
     """Score each checkpoint on the real photos (and ambiguity, everything mode): the numbers that choose
     the weights to ship. ``scenes`` held-out generated scenes add the same click and box figures where the
-    model was trained (0: skip them). Prints one row per checkpoint."""
+    model was trained (0: skip them). ``refine``: the real-photo masks refined with GrabCut. Prints one row
+    per checkpoint."""
     rows = []
     print("| weights | 1 click oracle | 1 click confident | 3 clicks | box | box filled | IoU MAE | IoU corr | "
           "ambiguity | everything: masks/photo, recall | scenes: 1 click oracle, box |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for ck in checkpoints:
         model = load_candidate(ck)
-        r = real_photo_figures(model, max_photos=max_photos)
+        r = real_photo_figures(model, max_photos=max_photos, refine=refine)
         r["scenes"] = scene_figures(model, n_scenes=scenes, seed=scenes_seed) if scenes else {}
         sc = r["scenes"]
         r["ambiguity"] = ambiguity_rate(model, n_scenes=ambiguity_scenes)
@@ -586,6 +599,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--quick", action="store_true",
                     help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")
     ap.add_argument("--no-everything", action="store_true", help="with --quick: skip everything mode")
+    ap.add_argument("--refine", action="store_true",
+                    help="with --quick: real-photo masks refined with GrabCut (Predictor.predict(refine=True))")
     ap.add_argument("--photos", type=int, default=None, help="use only the first N real photos (a quick check)")
     ap.add_argument("--ambiguity-scenes", type=int, default=24, help="held-out scenes of objects made of parts")
     ap.add_argument("--scenes", type=int, default=16,
@@ -605,7 +620,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.quick:
         quick_table(args.checkpoint, everything=not args.no_everything, max_photos=args.photos,
                     ambiguity_scenes=args.ambiguity_scenes, scenes=args.scenes,
-                    scenes_seed=args.scenes_seed)
+                    scenes_seed=args.scenes_seed, refine=args.refine)
         return
     if len(args.checkpoint) != 1:
         ap.error("give one checkpoint (several only with --quick)")
@@ -619,7 +634,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.install:
         tmp = out / "sam_tiny.pt.tmp"
-        torch.save({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, tmp)
+        torch.save(shipped_state_dict(model), tmp)
         tmp.replace(out / "sam_tiny.pt")
     t0 = time.time()
     figures = evaluate_model(model, args.n_scenes, args.max_objects)

@@ -184,11 +184,13 @@ class Predictor:
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         image = as_rgb_uint8(image)
+        rgb = image if image_format == "RGB" else image[..., ::-1]
         if image_format != self.model.image_format:
             image = image[..., ::-1]
         input_image = self.transform.apply_image(image)
         input_torch = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
         self.set_torch_image(input_torch, image.shape[:2])
+        self.image = rgb
 
     @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: Tuple[int, ...]) -> None:
@@ -288,6 +290,7 @@ class Predictor:
 
     def reset_image(self) -> None:
         self.is_image_set = False
+        self.image: Optional[np.ndarray] = None  # H x W x 3 uint8 RGB, kept by set_image for refine=True
         self._session: Optional[ImageSession] = None
         self.features: Optional[torch.Tensor] = None
         self.original_size: Optional[Tuple[int, int]] = None
@@ -302,21 +305,36 @@ class Predictor:
     # ----------------------------------------------------------------- prompts
     def predict(self, point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
                 box: Optional[np.ndarray] = None, mask_input: Optional[np.ndarray] = None,
-                multimask_output: bool = True, return_logits: bool = False
+                multimask_output: bool = True, return_logits: bool = False, refine: bool = False
                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for one set of prompts on the current image; prompts in original pixels.
 
         Args:
             point_coords: ``N x 2`` (x, y); point_labels: ``N`` (1 foreground, 0 background).
             box: ``4`` XYXY; mask_input: ``1 x 256 x 256`` logits from a previous call.
+            refine: cut each mask along the image's edges with GrabCut, seeded by the model's mask and the
+                prompts (:func:`samkit.refine.grabcut_refine`; needs OpenCV and an image given to
+                ``set_image``). Not SAM's design: a per-image colour model that a network trained on
+                generated scenes lacks. The IoU predictions and low-res logits stay the model's.
         Returns:
             masks ``C x H x W`` (bool, or float logits with ``return_logits``), IoU predictions ``C``, and
             low-res logits ``C x 256 x 256``; C = 3 with ``multimask_output`` else 1.
         """
+        if refine and return_logits:
+            raise ValueError("refine=True returns masks, not logits: pass one of refine and return_logits")
+        if refine and self.image is None:
+            raise RuntimeError("refine=True needs the image itself: give it to set_image() "
+                               "(set_torch_image and set_embedding keep no image)")
         low_res, iou = self.predict_low_res(point_coords, point_labels, box, mask_input, multimask_output)
-        masks = self.upscale_masks(low_res[None], return_logits)[0]
+        masks = self.upscale_masks(low_res[None], return_logits or refine)[0]
         masks = masks if masks.dtype == torch.bool else masks.float()
-        return masks.cpu().numpy(), iou.float().cpu().numpy(), low_res.float().cpu().numpy()
+        masks = masks.cpu().numpy()
+        if refine:
+            from .refine import grabcut_refine
+
+            masks = np.stack([grabcut_refine(self.image, m, box=box, points=point_coords, labels=point_labels)
+                              for m in masks])
+        return masks, iou.float().cpu().numpy(), low_res.float().cpu().numpy()
 
     @torch.no_grad()
     def predict_low_res(self, point_coords: Optional[np.ndarray] = None,

@@ -198,6 +198,10 @@ class SceneGenerator:
         composite_prob: the chance that a shape of at least 5% of the side is an object made of parts
             (:meth:`_composite`); 0 (the default) draws the plain dead-leaves scenes, whose masks never
             overlap.
+        min_visible: drop masks of which less than this fraction shows (visible pixels over the pixels the
+            shape covers inside the frame, before the shapes in front hide some): the scattered fragments of
+            a shape buried in clutter, which no one would point at as an object. 0 (the default) keeps them.
+            The image is the same whatever its value.
 
     ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order
     (an object made of parts gives its parts' masks, each holding its subparts, then the whole object's).
@@ -206,7 +210,7 @@ class SceneGenerator:
     def __init__(self, size: int = 512, seed: int = 0, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                  min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None,
                  composite_prob: float = 0.0, object_scale: Tuple[float, float] = (0.02, 0.35),
-                 hero_prob: float = 0.0) -> None:
+                 hero_prob: float = 0.0, min_visible: float = 0.0) -> None:
         if size < 32:
             raise ValueError(f"size must be >= 32, got {size}")
         if not 1 <= min_objects <= max_objects:
@@ -229,6 +233,9 @@ class SceneGenerator:
         if not 0.0 <= hero_prob <= 1.0:
             raise ValueError(f"hero_prob must be in [0, 1], got {hero_prob}")
         self.hero_prob = float(hero_prob)
+        if not 0.0 <= min_visible <= 1.0:
+            raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
+        self.min_visible = float(min_visible)
 
     def preload(self) -> "SceneGenerator":
         """Load every texture of the pool now (the first scenes are otherwise slower)."""
@@ -481,8 +488,11 @@ class SceneGenerator:
             hero = n_obj - int(rng.integers(0, 4))
             radii = np.insert(radii, max(hero, 0), rng.uniform(0.2, 0.5) * s)
             hero = max(hero, 0)
+        drawn = [0]        # pixels label k covers inside the frame before the shapes in front hide some
         if rng.random() < 0.45:  # a "stuff" region first (floor, table, sky)
-            label[self._stuff(rng)] = 1
+            stuff = self._stuff(rng)
+            label[stuff] = 1
+            drawn.append(int(stuff.sum()))
             looks.append(self._colour_fn(rng, big=True))
             places.append(((s / 2, s / 2), float(s)))
         group = [0]        # object made of parts that label k belongs to (0: a plain shape)
@@ -517,6 +527,7 @@ class SceneGenerator:
             k = len(looks)
             if parts is None:
                 label[ys:ye, xs:xe][local] = k
+                drawn.append(int(local.sum()))
                 looks.append(look)
                 places.append(((cy, cx), float(radius)))
                 group.append(0)
@@ -525,6 +536,7 @@ class SceneGenerator:
                 local_parts = parts[ys - y0: ye - y0, xs - x0: xe - x0]
                 for p in range(1, len(parents)):
                     label[ys:ye, xs:xe][local_parts == p] = k + p - 1
+                    drawn.append(int((local_parts == p).sum()))
                     looks.append(look if p == 1 else self._colour_fn(rng))
                     places.append(((cy, cx), float(radius)))
                     group.append(k)
@@ -580,15 +592,18 @@ class SceneGenerator:
         image = (np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
         counts = bounds[1:] - bounds[:-1]
+        drawn = np.maximum(np.asarray(drawn), 1)
         if not any(group):
-            keep = np.asarray([k for k in range(1, len(looks)) if counts[k] >= self.min_area], dtype=np.int16)
+            keep = np.asarray([k for k in range(1, len(looks)) if counts[k] >= self.min_area
+                               and counts[k] >= self.min_visible * drawn[k]], dtype=np.int16)
             return image, label[None, :, :] == keep[:, None, None]
-        return image, self._nested_masks(label, counts, group, parent)
+        return image, self._nested_masks(label, counts, group, parent, drawn)
 
-    def _nested_masks(self, label: np.ndarray, counts: np.ndarray, group: List[int], parent: List[int]
-                      ) -> np.ndarray:
+    def _nested_masks(self, label: np.ndarray, counts: np.ndarray, group: List[int], parent: List[int],
+                      drawn: np.ndarray) -> np.ndarray:
         """Masks of a scene with objects made of parts: a plain shape's visible pixels; a part's with its
-        subparts'; after an object's last part, the whole object when two or more of its labels show."""
+        subparts'; after an object's last part, the whole object when two or more of its labels show.
+        ``counts``/``drawn``: each label's visible pixels and the pixels it covered before occlusion."""
         masks: List[np.ndarray] = []
         n = len(group)
         first = 0  # index in masks of the current object's first mask
@@ -600,13 +615,14 @@ class SceneGenerator:
             else:
                 members = [k] + [j for j in range(k + 1, n) if parent[j] == k]
             area = int(sum(counts[j] for j in members))
-            if area >= self.min_area:
+            if area >= self.min_area and area >= self.min_visible * sum(drawn[j] for j in members):
                 masks.append(np.isin(label, members))
             last_of_group = group[k] and (k + 1 == n or group[k + 1] != group[k])
             if last_of_group:
                 members = [j for j in range(group[k], k + 1) if counts[j] > 0]
                 whole = int(sum(counts[j] for j in members))
-                if len(members) >= 2 and whole >= self.min_area:
+                covered = sum(drawn[j] for j in range(group[k], k + 1))
+                if len(members) >= 2 and whole >= self.min_area and whole >= self.min_visible * covered:
                     mask = np.isin(label, members)
                     if not any(np.array_equal(m, mask) for m in masks[first:]):
                         masks.append(mask)

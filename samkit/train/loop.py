@@ -941,9 +941,12 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
                         f"training stopped and {where}. "
                         "Try a lower lr, a longer warm-up, grad_clip, or amp=bf16 instead of fp16."
                     )
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                # the gradient's norm before clipping (logged: a norm far above grad_clip means the
+                # clip, not the lr, sets the step size)
+                scaler.unscale_(optimizer)
+                grad_norm = float(
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                )
                 lr_now = cfg.lr * lr_factor(step, cfg, steps_per_epoch, total_steps)
                 scaler.step(optimizer)
                 scaler.update()
@@ -964,6 +967,7 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
                     "iou_last": sums[5] / max(n_global, 1.0),
                     "prompts": int(n_global),
                     "lr": lr_now,
+                    "grad_norm": grad_norm,
                     "time": time.time() - t_start,
                     "step_time": time.time() - t0,
                 }

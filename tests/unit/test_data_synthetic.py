@@ -113,3 +113,24 @@ def test_a_large_subject_in_front_and_larger_objects():
         SceneGenerator(64, object_scale=(0.3, 0.1))
     with pytest.raises(ValueError, match="hero_prob"):
         SceneGenerator(64, hero_prob=-0.1)
+
+
+def test_min_visible_drops_buried_fragments_and_keeps_the_image():
+    kw = dict(size=128, seed=4, composite_prob=0.8, hero_prob=0.5, object_scale=(0.02, 0.45))
+    every = SceneGenerator(**kw)
+    assert np.array_equal(every(0)[1], SceneGenerator(**kw, min_visible=0.0)(0)[1])
+    dropped = 0
+    for threshold in (0.5, 0.9):
+        gen = SceneGenerator(**kw, min_visible=threshold)
+        for i in range(4):
+            (image, masks), (image0, masks0) = gen(i), every(i)
+            assert np.array_equal(image, image0)  # the same picture, fewer targets
+            kept = {m.tobytes() for m in masks0}
+            assert all(m.tobytes() in kept for m in masks)
+            dropped += len(masks0) - len(masks)
+        assert len(gen(0)[1]) <= len(every(0)[1])
+    assert dropped > 0
+    # a stricter threshold keeps no more masks than a looser one
+    assert len(SceneGenerator(**kw, min_visible=0.9)(1)[1]) <= len(SceneGenerator(**kw, min_visible=0.5)(1)[1])
+    with pytest.raises(ValueError, match="min_visible"):
+        SceneGenerator(64, min_visible=1.5)

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import torch
 
+import samkit
 from samkit import model_card
 
 
@@ -89,3 +90,21 @@ def test_quick_table_scores_the_shipped_weights(capsys):
     assert row["images"] == 1 and row["objects"] >= 1
     assert 0 <= row["1pt_confident"] <= row["1pt_oracle"] <= 1 and 0 <= row["box_fill_mIoU"] <= 1
     assert row["everything"]["photos"] == 1 and row["ambiguity"]["cases"] >= 0
+
+
+def test_shipped_weights_are_float16_and_load_into_a_float32_model(tmp_path):
+    from samkit import checkpoints
+
+    model = samkit.load_model("tiny")
+    shipped = model_card.shipped_state_dict(model)
+    assert all(v.dtype == torch.float16 for v in shipped.values() if v.is_floating_point())
+    path = tmp_path / "sam_tiny.pt"
+    torch.save(shipped, path)
+    full = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+    assert path.stat().st_size < 0.6 * full  # half the bytes (plus the file's own overhead)
+    again = samkit.build_model("tiny")
+    checkpoints.load_into(again, path)
+    for k, v in again.state_dict().items():
+        if v.is_floating_point():
+            assert v.dtype == torch.float32
+            assert torch.allclose(v, model.state_dict()[k], rtol=1e-3, atol=1e-4), k

@@ -164,8 +164,9 @@ def test_train_decoder_runs_logs_and_caches(tmp_path):
     assert result.steps == 2 and len(result.history) == 2
     lines = [json.loads(x) for x in result.metrics_path.read_text().splitlines()]
     assert [x["kind"] for x in lines] == ["train", "train", "eval"]
-    assert {"loss", "focal", "dice", "iou_mse", "lr", "time"} <= set(lines[0])
+    assert {"loss", "focal", "dice", "iou_mse", "lr", "grad_norm", "time"} <= set(lines[0])
     assert lines[0]["lr"] == pytest.approx(cfg.lr / 2)   # warm-up
+    assert all(0.0 < x["grad_norm"] < float("inf") for x in lines[:2])  # measured before any clipping
     assert 0.0 <= lines[-1]["miou_point_oracle"] <= 1.0 and "miou_box" in lines[-1]
     # embeddings were computed once per image (2 train + 1 val) and stored as float16
     files = sorted((tmp_path / "emb").glob("*.pt"))

@@ -1,0 +1,71 @@
+"""GrabCut refinement of a predicted mask (samkit.refine) and Predictor.predict(refine=True)."""
+import numpy as np
+import pytest
+
+import samkit
+from samkit import Predictor
+from samkit.evaluate import mask_iou
+from samkit.refine import grabcut_refine
+
+pytest.importorskip("cv2")
+
+
+def _disc_scene(size: int = 160, seed: int = 0):
+    """A red disc on a noisy green-grey background, its true mask, and a coarse guess of it: the disc
+    seen through 16-pixel cells and shifted, as a model's mask on the token grid looks."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - 80) ** 2 + (xx - 76) ** 2 <= 40 ** 2
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = (70, 120, 80)
+    image[disc] = (200, 40, 40)
+    image += rng.normal(0, 12, image.shape)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    blocky = np.kron(disc[::16, ::16], np.ones((16, 16), bool))[:size, :size]
+    coarse = np.roll(blocky, (6, 8), axis=(0, 1))
+    logits = np.where(coarse, 2.0, -2.0).astype(np.float32)
+    return image, disc, logits
+
+
+def test_refinement_follows_the_image_edges():
+    image, disc, logits = _disc_scene()
+    before = mask_iou(logits > 0, disc)
+    box = np.array([36, 40, 116, 120], float)  # the disc's box, XYXY
+    with_box = grabcut_refine(image, logits, box=box)
+    with_click = grabcut_refine(image, logits, points=np.array([[76, 80]]), labels=np.array([1]))
+    assert before < 0.85
+    assert mask_iou(with_box, disc) > 0.95 and mask_iou(with_click, disc) > 0.95
+    assert not with_box[:, :30].any()  # outside the box stays background
+    # shrunk for the cut (max_side), the answer still comes back at the image's size and close
+    small = grabcut_refine(image, logits, box=box, max_side=48)
+    assert small.shape == disc.shape and mask_iou(small, disc) > 0.85
+
+
+def test_nothing_to_refine_and_bad_input():
+    image, disc, logits = _disc_scene()
+    empty = np.full(disc.shape, -5.0, np.float32)
+    assert not grabcut_refine(image, empty).any()  # no mask and no click: nothing to cut from
+    with pytest.raises(ValueError, match="uint8"):
+        grabcut_refine(image.astype(np.float32), logits)
+    with pytest.raises(ValueError, match="do not match"):
+        grabcut_refine(image, logits[:-1])
+
+
+def test_predictor_refine_option():
+    image, disc, _ = _disc_scene(seed=1)
+    predictor = Predictor(samkit.load_model("tiny"))
+    predictor.set_image(image)
+    plain, scores, low_res = predictor.predict(box=np.array([36, 40, 116, 120]), multimask_output=False)
+    refined, scores_r, low_res_r = predictor.predict(box=np.array([36, 40, 116, 120]), multimask_output=False,
+                                                     refine=True)
+    assert refined.dtype == bool and refined.shape == plain.shape == (1, *disc.shape)
+    np.testing.assert_allclose(scores, scores_r, atol=1e-4)  # the IoU predictions and logits stay the model's
+    np.testing.assert_allclose(low_res, low_res_r, atol=1e-3)
+    assert mask_iou(refined[0], disc) >= mask_iou(plain[0], disc) - 0.02
+    three, _, _ = predictor.predict(point_coords=np.array([[76, 80]]), point_labels=np.array([1]), refine=True)
+    assert three.shape == (3, *disc.shape)
+    with pytest.raises(ValueError, match="refine"):
+        predictor.predict(box=np.array([36, 40, 116, 120]), refine=True, return_logits=True)
+    predictor.set_embedding(predictor.get_image_embedding(), disc.shape)
+    with pytest.raises(RuntimeError, match="set_image"):
+        predictor.predict(box=np.array([36, 40, 116, 120]), refine=True)
