@@ -22,16 +22,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["grabcut_refine", "have_grabcut"]
-
-
-def have_grabcut() -> bool:
-    """Whether OpenCV (``opencv-python-headless``) is installed."""
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True
+__all__ = ["grabcut_refine"]
 
 
 def _cv2():
