@@ -6,11 +6,14 @@ own drawing is not included (no browser here). Prints a table and optionally wri
 
     python benchmarks/bench_click.py                      # tiny and vit_b (random weights), 30 clicks each
     python benchmarks/bench_click.py --models tiny --clicks 50 --json runs/bench_click.json
+    python benchmarks/bench_click.py --models tiny --refine   # the embedded weights, masks cut along edges
 
 The vit_b image embedding is taken from the embedding cache: by default the cache is filled with a random
 embedding of the right shape (1 x 256 x 64 x 64) so that the benchmark does not spend a minute in the ViT-B
 encoder on a CPU; the decoder's cost does not depend on the embedding's values. ``--real-embedding`` runs the
-encoder instead.
+encoder instead. ``--refine`` measures the widget with *Cut along edges* on (GrabCut, ``samkit.refine``): it
+loads the trained weights (``samkit.load_model``) and runs the encoder, since the cut's cost depends on the
+masks.
 """
 from __future__ import annotations
 
@@ -50,19 +53,19 @@ def prefill_cache(predictor: samkit.Predictor, image: np.ndarray) -> None:
     predictor.cache.put(image_key(model, t), embedding)
 
 
-def bench(name: str, clicks: int, real_embedding: bool, seed: int = 0) -> dict:
+def bench(name: str, clicks: int, real_embedding: bool, seed: int = 0, refine: bool = False) -> dict:
     torch.manual_seed(seed)
-    model = samkit.build_model(name).eval()
+    model = samkit.load_model(name) if refine else samkit.build_model(name).eval()
     predictor = samkit.Predictor(model)
     image = sample_image()
-    if not real_embedding:
+    if not (real_embedding or refine):
         prefill_cache(predictor, image)
-    seg = ClickSegmenter(predictor, image, threaded=False)
+    seg = ClickSegmenter(predictor, image, threaded=False, refine=refine)
     rng = np.random.default_rng(seed)
     for _ in range(3):  # warm-up
         seg.handle_click(*rng.uniform(0, [seg.display_width, seg.display_height]))
     seg.clear()
-    wall, cpu, decoder, drawing = [], [], [], []
+    wall, cpu, decoder, drawing, cut = [], [], [], [], []
     for i in range(clicks):
         if i % 6 == 0:
             seg.clear()           # mix first clicks (3 masks) and refining clicks (mask_input, 1 mask)
@@ -74,17 +77,20 @@ def bench(name: str, clicks: int, real_embedding: bool, seed: int = 0) -> dict:
         cpu.append((time.thread_time() - c0) * 1e3)
         decoder.append(seg.timings["decoder_ms"])
         drawing.append(seg.timings["render_ms"])
+        cut.append(seg.timings.get("refine_ms", 0.0))
     seg.close()
     return {
-        "model": name, "clicks": clicks, "image": list(image.shape[:2]),
+        "model": name + ("+cut" if refine else ""), "clicks": clicks, "image": list(image.shape[:2]),
         "display": [seg.display_height, seg.display_width],
-        "embedding": "computed" if real_embedding else "cached (random values)",
+        "embedding": ("computed, trained weights" if refine else "computed") if (real_embedding or refine)
+        else "cached (random values)",
         "embedding_s": round(seg.timings.get("embedding_s", float("nan")), 3),
         "click_ms_median": round(statistics.median(wall), 1),
         "click_ms_p90": round(float(np.percentile(wall, 90)), 1),
         "click_cpu_ms_median": round(statistics.median(cpu), 1),
         "decoder_ms_median": round(statistics.median(decoder), 1),
         "drawing_ms_median": round(statistics.median(drawing), 1),
+        "cut_ms_median": round(statistics.median(cut), 1), "cut_ms_p90": round(float(np.percentile(cut, 90)), 1),
     }
 
 
@@ -95,6 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--real-embedding", action="store_true", help="run the image encoder instead of "
                         "filling the cache with a random embedding")
+    parser.add_argument("--refine", action="store_true", help="trained weights, masks cut along the image's edges "
+                        "(ClickSegmenter(refine=True))")
     parser.add_argument("--json", default=None, help="write the results to this file")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc settings alone (by default "
@@ -108,14 +116,16 @@ def main(argv=None) -> int:
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
           f"{torch.get_num_threads()}, load average {load:.1f} (a busy machine inflates wall times; "
           f"the CPU-time column is less sensitive), malloc keeps freed memory: {malloc_tuned}")
-    rows = [bench(name.strip(), args.clicks, args.real_embedding) for name in args.models.split(",") if name.strip()]
-    head = f"{'model':8} {'embedding':24} {'click median':>13} {'p90':>8} {'CPU time':>9} {'decoder':>8} {'drawing':>8}"
+    names = [name.strip() for name in args.models.split(",") if name.strip()]
+    rows = [bench(name, args.clicks, args.real_embedding, refine=args.refine) for name in names]
+    head = (f"{'model':8} {'embedding':24} {'click median':>13} {'p90':>8} {'CPU time':>9} {'decoder':>8} "
+            f"{'edge cut':>8} {'drawing':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['model']:8} {r['embedding']:24} {r['click_ms_median']:>10.1f} ms {r['click_ms_p90']:>5.1f} ms "
               f"{r['click_cpu_ms_median']:>6.1f} ms {r['decoder_ms_median']:>5.1f} ms "
-              f"{r['drawing_ms_median']:>5.1f} ms")
+              f"{r['cut_ms_median']:>5.1f} ms {r['drawing_ms_median']:>5.1f} ms")
     for r in rows:
         met = r["click_ms_median"] < 50
         print(f"target {r['model']}: median click round trip under 50 ms -> {'met' if met else 'NOT met here'}")

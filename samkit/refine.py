@@ -6,11 +6,13 @@ OpenCV's ``cv2.grabCut``) fits a colour model of the object and one of its surro
 and cuts along the image's edges. Seeded by the model's mask rather than by a box alone, it keeps what the
 model is sure of and settles the uncertain pixels by colour and contrast.
 
-The seeds, inside a crop around the prompt (the box, or the mask's extent, widened by ``margin``):
+The seeds, inside a crop around the prompt (the box, or the extent of the clicked parts of the mask, widened
+by ``margin``):
 
 - outside a box prompt: certain background (a box encloses its object);
 - the model's probability above ``sure``, and each positive click: certain foreground;
 - each negative click: certain background;
+- without a box, parts of the mask that hold no positive click (stray fragments): probable background;
 - the rest: probable foreground where the model says foreground, probable background elsewhere.
 
 The crop is shrunk to at most ``max_side`` pixels for the cut, so a refinement costs about as much as a
@@ -56,10 +58,30 @@ def _crop_window(shape: Tuple[int, int], mask: np.ndarray, box: Optional[np.ndar
     return top, bottom, left, right
 
 
+def _clicked_parts(mask: np.ndarray, points: Optional[np.ndarray], labels: Optional[np.ndarray]) -> np.ndarray:
+    """The connected parts of ``mask`` that hold a positive click (the largest part when none does): a
+    model's mask often carries stray fragments far from the object, which would stretch the crop over the
+    whole image and hand GrabCut every region of a similar colour."""
+    cv2 = _cv2()
+    n, parts = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    h, w = mask.shape
+    clicked = set()
+    if points is not None:
+        for (x, y), lbl in zip(points, labels if labels is not None else np.ones(len(points))):
+            r, c = int(np.clip(np.floor(y), 0, h - 1)), int(np.clip(np.floor(x), 0, w - 1))
+            if lbl == 1 and parts[r, c] > 0:
+                clicked.add(int(parts[r, c]))
+    if not clicked:
+        clicked = {int(np.argmax(np.bincount(parts.ravel())[1:])) + 1}
+    return np.isin(parts, sorted(clicked))
+
+
 def grabcut_refine(image: np.ndarray, logits: np.ndarray, box: Optional[np.ndarray] = None,
                    points: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
                    iterations: int = 3, max_side: int = 256, margin: float = 0.5, sure: float = 0.9,
-                   ) -> np.ndarray:
+                   band: Optional[float] = 0.25) -> np.ndarray:
     """Refine one mask along the image's edges.
 
     Args:
@@ -71,6 +93,9 @@ def grabcut_refine(image: np.ndarray, logits: np.ndarray, box: Optional[np.ndarr
         max_side: the crop is scaled down to at most this many pixels a side for the cut.
         margin: the crop extends this fraction of the prompt's extent beyond it on each side.
         sure: probability above which the model's pixels are certain foreground.
+        band: without a box, pixels farther outside the model's mask than this fraction of its size (the
+            mean side of the clicked parts' extent) are certain background, so the cut moves the boundary to
+            a nearby edge instead of flooding a touching region of the same colour; None: no limit.
 
     Returns:
         ``H x W`` bool mask. Where GrabCut cannot run (an empty mask with no click, or a degenerate
@@ -86,9 +111,15 @@ def grabcut_refine(image: np.ndarray, logits: np.ndarray, box: Optional[np.ndarr
     mask = logits > 0
     pts = None if points is None else np.asarray(points, dtype=np.float64).reshape(-1, 2)
     lab = None if labels is None else np.asarray(labels).reshape(-1)
+    if box is None:  # a click's mask: only the parts that were clicked; stray fragments become uncertain
+        parts = _clicked_parts(mask, pts, lab)
+        logits = np.where(mask & ~parts, np.float32(-1.0), logits)
+        mask, model_mask = parts, mask
+    else:
+        model_mask = mask
     window = _crop_window(mask.shape, mask, None if box is None else np.asarray(box, float), pts, margin)
     if window is None:
-        return mask
+        return model_mask
     top, bottom, left, right = window
     ch, cw = bottom - top, right - left
     scale = min(1.0, max_side / max(ch, cw))
@@ -107,6 +138,10 @@ def grabcut_refine(image: np.ndarray, logits: np.ndarray, box: Optional[np.ndarr
         xs = (np.arange(sw) + 0.5) / scale + left
         outside = (ys[:, None] < y0) | (ys[:, None] > y1 + 1) | (xs[None, :] < x0) | (xs[None, :] > x1 + 1)
         seeds[outside] = cv2.GC_BGD
+    if box is None and band is not None:  # without a box: the cut may move the boundary only this far out
+        reach = band * 0.5 * ((right - left) + (bottom - top)) / (1.0 + 2.0 * margin) * scale
+        outside = cv2.distanceTransform((prob <= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+        seeds[outside > max(reach, 2.0)] = cv2.GC_BGD
     if pts is not None:  # a disc of radius 2 around each click
         rr, cc = np.mgrid[:sh, :sw]
         for (x, y), lbl in zip(pts, lab if lab is not None else np.ones(len(pts))):
@@ -115,12 +150,13 @@ def grabcut_refine(image: np.ndarray, logits: np.ndarray, box: Optional[np.ndarr
     fg = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
     bg = ~fg
     if fg.sum() < 2 or bg.sum() < 2:  # GrabCut needs both colour models
-        return mask
+        return model_mask
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means: the same input gives the same cut
     try:
         cv2.grabCut(crop, seeds, None, bgd, fgd, int(iterations), cv2.GC_INIT_WITH_MASK)
     except cv2.error:
-        return mask
+        return model_mask
     cut = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)
     if scale < 1.0:  # back to the image's pixels, smoothly (no staircase edges)
         cut = cv2.resize(cut, (cw, ch), interpolation=cv2.INTER_LINEAR)

@@ -201,6 +201,8 @@ class ClickSegmenter:
         multimask: ``"auto"`` (three masks for a single prompt, one for several, as the official
             demo), ``True`` (always three) or ``False`` (always one).
         upload: add a file-upload button that segments the user's own image.
+        refine: cut the shown mask along the image's edges (GrabCut seeded by the model's mask, see
+            :class:`~samkit.clicks.ClickSession`); the "Cut along edges" box switches it live.
         threaded: decode front-end clicks on a worker thread so the kernel stays responsive and
             bursts of clicks coalesce; ``handle_*`` calls with ``wait=True`` (the default) are
             synchronous anyway.
@@ -218,8 +220,9 @@ class ClickSegmenter:
         multimask: Union[str, bool] = "auto",
         upload: bool = False,
         threaded: bool = True,
+        refine: bool = False,
     ) -> None:
-        self.session = ClickSession(predictor_or_model, image, multimask=multimask)
+        self.session = ClickSession(predictor_or_model, image, multimask=multimask, refine=refine)
         self.threaded = threaded
         self._display_size = display_size
         self.opacity = 0.45
@@ -415,6 +418,23 @@ class ClickSegmenter:
         if self.session.clear(objects):
             self._changed()
 
+    @property
+    def refine(self) -> bool:
+        """Whether the shown masks are cut along the image's edges (see :meth:`set_refine`)."""
+        return self.session.refine
+
+    def set_refine(self, refine: bool) -> None:
+        """Switch the edge cut (GrabCut seeded by the model's mask) on or off and redraw."""
+        self.wait()
+        self.session.refine = bool(refine)
+        if self.refine_box.value != self.session.refine:
+            self._syncing = True
+            try:
+                self.refine_box.value = self.session.refine
+            finally:
+                self._syncing = False
+        self._changed()
+
     def select_mask(self, index: int) -> None:
         """Make output ``index`` (0, 1, 2 in the order of the buttons) the current mask."""
         self.wait()
@@ -507,15 +527,18 @@ class ClickSegmenter:
     # -------------------------------------------------------------------------------- rendering
     def _changed(self, decode_s: Optional[float] = None) -> None:
         start = time.perf_counter()
+        self.timings["refine_ms"] = 0.0  # the edge cut runs inside the drawing, on first sight of a mask
         self._render()
         render_s = time.perf_counter() - start
-        self.timings["render_ms"] = render_s * 1e3
+        refine_s = self.timings["refine_ms"] / 1e3
+        self.timings["render_ms"] = (render_s - refine_s) * 1e3
         if decode_s is not None:
             self.timings["click_ms"] = (decode_s + render_s) * 1e3
             n = len(self.session.prompts)
+            cut = f", edge cut {refine_s * 1e3:.0f} ms" if self.session.refine else ""
             self._set_status(
                 f"{n} prompt{'s' if n != 1 else ''} · last click {self.timings['click_ms']:.0f} ms "
-                f"(decoder {decode_s * 1e3:.0f} ms, drawing {render_s * 1e3:.0f} ms)"
+                f"(decoder {decode_s * 1e3:.0f} ms{cut}, drawing {(render_s - refine_s) * 1e3:.0f} ms)"
             )
         self._sync_controls()
         self._notify()
@@ -666,6 +689,16 @@ class ClickSegmenter:
         self.save_button = W.Button(
             description="Save", icon="save", tooltip="PNG overlay + COCO RLE JSON"
         )
+        self.refine_box = W.Checkbox(
+            value=self.session.refine,
+            description="Cut along edges",
+            tooltip="refine the mask with GrabCut, seeded by the model's mask (samkit.refine)",
+            indent=False,
+        )
+        self.refine_box.observe(
+            lambda ch: None if self._syncing else self._safely(self.set_refine, ch["new"]),
+            names="value",
+        )
         self.status = W.Label(value="")
         self.undo_button.on_click(lambda _: self._safely(self.undo, False))
         self.clear_button.on_click(lambda _: self._safely(self.clear))
@@ -677,7 +710,7 @@ class ClickSegmenter:
         rows = [
             self.canvas,
             self.choice,
-            W.HBox([self.mode, self.undo_button, self.clear_button, self.keep_button]),
+            W.HBox([self.mode, self.undo_button, self.clear_button, self.keep_button, self.refine_box]),
             W.HBox([self.opacity_slider, self.path_text, self.save_button]),
         ]
         self.upload = None

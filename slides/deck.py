@@ -15,7 +15,8 @@ slide is a dict:
 - ``tables``: ``["NN/name", ...]``: ``<run>/<NN_notebook>/<name>.md`` (written by ``S.table``).
 - ``fallback_table``: Markdown shown when the run has none of the slide's tables (quoted numbers only).
 - ``extra``: ``"bench"`` (``runs/bench/speed.json``) or ``"card"`` (the embedded model's card figures).
-- ``optional``: drop the slide when its ``extra`` data is missing.
+- ``optional``: drop the slide when its ``extra`` data is missing, or (without ``extra``) when a sentence or
+  figure it names is not in the run.
 
 Every figure and table carries a line naming the notebook, model, weights and data that produced it.
 """
@@ -201,6 +202,15 @@ SLIDES = [
         "title": "Boxes",
         "claims": ["05/box_vs_clicks"],
         "tables": ["05/miou_boxes"],
+    },
+    {
+        "title": "The embedded model: masks cut along the photo's edges",
+        "text": "Offline, the course runs a small model trained on generated scenes only. GrabCut, seeded by its "
+                "mask, fits colour models of the object and its surroundings for one photo (`refine=True`; not "
+                "part of SAM).",
+        "claims": ["05/refined"],
+        "figures": ["05/real_photos_cut"],
+        "optional": True,
     },
     {
         "title": "Everything mode",

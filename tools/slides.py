@@ -349,6 +349,20 @@ def _card_markdown(path: Path) -> Optional[str]:
     return "\n".join(out) + f"\n\n<p class=\"provenance\">{_escape(where)}</p>"
 
 
+def _present(run: RunInfo, slide: Dict[str, Any]) -> bool:
+    """Whether every sentence and figure an optional slide names is in the run."""
+    for ref in slide.get("claims", []):
+        number, name = _split_ref(ref)
+        if _claims(run.notebooks.get(number), name) is None:
+            return False
+    for ref in slide.get("figures", []):
+        number, name = _split_ref(ref)
+        record = run.notebooks.get(number)
+        if record is None or not (record.out_dir / f"{name}.png").is_file():
+            return False
+    return True
+
+
 def _escape(text: str) -> str:
     import html
 
@@ -395,8 +409,10 @@ def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, pa
             raise ValueError(
                 f"slide {slide['title']!r}: unknown extra {extra!r} (use 'bench' or 'card')"
             )
-        if slide.get("optional") and extra_md is None:
+        if slide.get("optional") and extra is not None and extra_md is None:
             continue
+        if slide.get("optional") and extra is None and not _present(run, slide):
+            continue  # a slide about something this run did not do (e.g. a setting left off)
         head = ("# " if slide.get("title_slide") else "## ") + slide["title"]
         parts: List[str] = []
         if slide.get("text"):

@@ -37,6 +37,12 @@
 # *Keep & next object* stores the mask in its own colour and starts another object; *Save* writes a PNG overlay
 # and the masks as COCO run-length encoding (the SA-1B format).
 #
+# **Cut along edges.** Offline, the widget runs samkit's embedded `tiny` model, trained on generated scenes only:
+# on a photo its mask finds the object but its outline follows the model's coarse grid. With the *Cut along edges*
+# box ticked (the default for the embedded model), the shown mask is cut along the photo's edges by GrabCut, seeded
+# by the model's mask and your clicks (`samkit.refine`, not part of SAM). Untick it to see the model's own mask.
+# The status line tells what each part of a click cost.
+#
 # *The stored outputs come from the full course configuration (`make course`); the widget itself needs a live
 # kernel.*
 
@@ -48,6 +54,7 @@ seed = 0
 image = "astronaut"   # a scikit-image sample: "astronaut", "coffee" or "coins"
 upload = False        # True: an "upload your own image" button inside the widget (the cell below has one anyway)
 display_size = 640    # the canvas fits in display_size x display_size screen pixels
+refine = None         # tick "Cut along edges" (GrabCut) at the start; None: on for the embedded model only
 out_dir = "runs/latest/06_click_to_segment"   # figures (PNG) and saved masks of this run
 small = False         # True: the quick configuration of the tests and CI
 
@@ -72,6 +79,7 @@ from samkit.widgets import ClickSegmenter, image_from_upload
 
 S = setup(model=model, checkpoint=checkpoint, device=device, seed=seed, out_dir=out_dir)
 predictor = S.predictor()   # keeps an embedding cache: an image it has seen costs no encoder pass
+refine = S.weights == "embedded" if refine is None else bool(refine)
 
 SAMPLES = ("astronaut", "coffee", "coins")
 if image not in SAMPLES:
@@ -86,7 +94,7 @@ print(f"{image}: {picture.shape}")
 # the embedding was computed when the widget was created. Switch sample images with the menu under it.
 
 # %% tags=["nbval-ignore-output"]
-seg = ClickSegmenter(predictor, picture, display_size=display_size, upload=upload)
+seg = ClickSegmenter(predictor, picture, display_size=display_size, upload=upload, refine=refine)
 seg
 
 # %% tags=["nbval-ignore-output"]
@@ -121,13 +129,14 @@ print("predicted IoU of the outputs:", np.round(seg.scores, 3))
 #
 # The widget's event handlers are ordinary methods, so a script (or this notebook run by papermill) can click
 # too. `handle_click(x, y)` takes **display** pixels — the canvas coordinates — and stores the point in image
-# pixels. Here one click on the object, the three candidate masks, then a negative click that refines the
-# chosen one.
+# pixels. Here one click on the object, the three candidate masks (the model's own, edge cut off), then a negative
+# click that refines the chosen one, shown without and with the cut along the edges.
 
 # %% tags=["nbval-ignore-output"]
 CLICKS = {"astronaut": (215, 110), "coffee": (300, 210), "coins": (50, 60)}   # (x, y) in image pixels
 target = CLICKS[image]
 seg.set_image(picture)
+seg.set_refine(False)   # the model's own three answers
 seg.handle_click(*seg.to_display_coords(*target))
 print("prompts:", seg.prompts)
 print("three masks, predicted IoU:", np.round(seg.scores, 3), "-> chosen:", seg.selected + 1)
@@ -151,9 +160,12 @@ S.say(narrate.ambiguity, model=S.model_name, weights=S.weights,
 # %%
 height, width = picture.shape[:2]
 seg.handle_click(*seg.to_display_coords(width * 0.05, height * 0.95), button=2)   # a negative click in a corner
-fig, ax = plt.subplots(figsize=(10, 10), layout="constrained")
-seg.plot(ax=ax)
+fig, axes = plt.subplots(1, 2, figsize=(16, 8.4), layout="constrained")
+for ax, cut in zip(axes, (False, True)):
+    seg.set_refine(cut)
+    seg.plot(ax=ax, title="cut along the photo's edges (GrabCut)" if cut else "the model's mask")
 S.save(fig, "click_refined")
+seg.set_refine(refine)
 kept = seg.keep()
 png_path, json_path = seg.save(S.path("click_masks"))
 print(f"kept {len(seg.objects)} object(s); wrote {png_path.name} and {json_path.name}")

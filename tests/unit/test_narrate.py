@@ -38,6 +38,16 @@ def test_box_worth():
     assert "at **5 clicks**" in narrate.box_vs_clicks("a", 0.9372, n, [0.7, 0.92, 0.923, 0.9366, 0.935])
 
 
+def test_refined_says_what_the_cut_changed():
+    n = [1, 2, 3, 5, 9]
+    plain = [0.4, 0.5, 0.55, 0.6, 0.6]
+    text = narrate.refined("photos", n, plain, [0.45, 0.55, 0.6, 0.66, 0.7], 0.59, 0.73)
+    assert "0.590 → **0.730**" in text and "helps with every prompt" in text
+    assert "worse with every prompt" in narrate.refined("photos", n, plain, [0.3, 0.4, 0.5, 0.5, 0.5], 0.6, 0.5)
+    mixed = narrate.refined("photos", n, plain, [0.39, 0.5, 0.55, 0.6, 0.61], 0.59, 0.73)
+    assert "helps most with the box" in mixed
+
+
 def test_everything_mode_with_no_mask_names_the_filter():
     text = narrate.everything("tiny", "embedded", ["coins"], kept=[0], candidates=[3072], max_iou=[0.5],
                               max_stability=[0.8], share_iou=[0.0], share_stability=[0.0], relaxed=[130])

@@ -69,3 +69,65 @@ def test_predictor_refine_option():
     predictor.set_embedding(predictor.get_image_embedding(), disc.shape)
     with pytest.raises(RuntimeError, match="set_image"):
         predictor.predict(box=np.array([36, 40, 116, 120]), refine=True)
+
+
+def test_click_session_refines_the_shown_mask():
+    """ClickSession(refine=True) cuts the shown mask exactly as Predictor.predict(refine=True) does,
+    and switching it off brings the model's own mask back."""
+    from samkit.clicks import BoxPrompt, ClickSession
+
+    image, disc, _ = _disc_scene(seed=2)
+    predictor = Predictor(samkit.load_model("tiny"))
+    session = ClickSession(predictor, image, multimask=False, refine=True)
+    session.add(BoxPrompt(36, 40, 116, 120))
+    predictor.set_image(image)
+    expected, _, _ = predictor.predict(box=np.array([36, 40, 116, 120]), multimask_output=False, refine=True)
+    plain, _, _ = predictor.predict(box=np.array([36, 40, 116, 120]), multimask_output=False)
+    np.testing.assert_array_equal(session.current_mask, expected[0])
+    assert session.timings["refine_ms"] > 0
+    session.refine = False
+    np.testing.assert_array_equal(session.current_mask, plain[0])
+
+
+def test_widget_refine_switch():
+    pytest.importorskip("ipycanvas")
+    from samkit.widgets import ClickSegmenter
+
+    image, disc, _ = _disc_scene(seed=3)
+    seg = ClickSegmenter(samkit.load_model("tiny"), image, display_size=(160, 160), threaded=False)
+    try:
+        assert not seg.refine and not seg.refine_box.value
+        seg.handle_click(76, 80)
+        plain = seg.current_mask.copy()
+        seg.refine_box.value = True           # the checkbox, as a user ticks it
+        assert seg.refine and seg.session.refine
+        assert seg.current_mask.shape == plain.shape == disc.shape
+        seg.handle_click(70, 86)
+        assert "edge cut" in seg.status.value, seg.status.value
+        seg.undo()
+        seg.set_refine(False)
+        assert not seg.refine_box.value
+        np.testing.assert_array_equal(seg.current_mask, plain)
+    finally:
+        seg.close()
+
+
+def test_click_refinement_stays_on_the_clicked_object():
+    """Two discs of one colour: a click's coarse mask of the left one, with a stray fragment on the right one
+    (as a model's mask often has). The cut keeps to the clicked disc: the fragment neither stretches the crop
+    over its neighbour nor joins the mask, and the boundary moves at most ``band`` of the mask's size."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:160, :240]
+    left = (yy - 80) ** 2 + (xx - 60) ** 2 <= 30 ** 2
+    right = (yy - 80) ** 2 + (xx - 170) ** 2 <= 30 ** 2
+    image = np.empty((160, 240, 3), np.float32)
+    image[:] = (60, 110, 70)
+    image[left | right] = (200, 40, 40)
+    image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
+    coarse = np.roll(np.kron(left[::10, ::10], np.ones((10, 10), bool)), (4, 5), axis=(0, 1))
+    coarse[75:85, 165:175] = True  # the stray fragment on the other disc
+    logits = np.where(coarse, 2.0, -2.0).astype(np.float32)
+    cut = grabcut_refine(image, logits, points=np.array([[60.0, 80.0]]), labels=np.array([1]))
+    assert mask_iou(cut, left) > 0.9 and not (cut & right).any()
+    again = grabcut_refine(image, logits, points=np.array([[60.0, 80.0]]), labels=np.array([1]))
+    np.testing.assert_array_equal(cut, again)  # the same input gives the same cut

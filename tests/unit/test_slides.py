@@ -211,3 +211,18 @@ def test_deck_quotes_the_paper_module():
     source = (slides.DECK_FILE).read_text()
     for number in ("1.1B", "99.1", "0.768", "4.3M", "180,000", "16 of"):
         assert number not in source, f"slides/deck.py writes {number!r} by hand: format it from samkit.paper"
+
+
+def test_optional_slide_dropped_when_its_figure_is_not_in_the_run(tmp_path):
+    """The edge-cut slide belongs to runs that cut masks along edges (refine on): without its figure the deck
+    leaves it out instead of showing a 'Missing' slide; with it, the slide is there."""
+    title = "The embedded model: masks cut along the photo's edges"
+    assert any(s["title"] == title and s.get("optional") for s in slides.load_deck())
+    for skip, expected in (((), 1), (("05/real_photos_cut",), 0)):
+        root = tmp_path / f"runs{len(skip)}"
+        make_fake_run(root, skip_figures=skip)
+        out = root / "deck" / "index.html"
+        slides.build("latest", out, runs_dir=root, bench_json=root / "nothing.json", card_json=None,
+                     log=lambda *_: None)
+        page = out.read_text(encoding="utf-8")
+        assert len([s for s in sections(page) if re.search(heading(title), s)]) == expected
