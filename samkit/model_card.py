@@ -530,8 +530,8 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
                 "The second row cuts every mask along the photo's edges (`Predictor.predict(..., refine=True)`, "
                 "`samkit.refine`): OpenCV's GrabCut fits colour models of the object and its surroundings for that "
                 "one photo, seeded by the model's mask and the prompts. It is not part of SAM, and it is off unless "
-                "asked for; the course's notebooks and the click widget turn it on for this model. Its IoU column "
-                "compares the model's predictions with the cut masks.",
+                "asked for; notebooks 05 and 06 turn it on for this model (06 ticks the click widget's *Cut along "
+                "edges* box). Its IoU column compares the model's predictions with the cut masks.",
                 "",
             ]
         if r.get("by_size"):
