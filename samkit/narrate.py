@@ -599,12 +599,15 @@ def limitations(model: str, device: str, encoder_s: float, click_s: float, click
 
 
 # ================================================================================================ 06 · clicks
-def click_summary(model: str, weights: str) -> str:
-    """The closing remark of the click demo, chosen by which weights ran."""
+def click_summary(model: str, weights: str, refine: bool = False) -> str:
+    """The closing remark of the click demo, chosen by which weights ran and whether masks were cut along
+    the photo's edges."""
+    cut = (" With *Cut along edges* on, GrabCut moves their outlines onto the photo's edges (not part of SAM); it "
+           "cannot bring back a part of the object the model's mask missed." if refine else "")
     if weights == "official":
         return (f"These masks come from Meta's `{model}` weights. The interaction is the paper's: the first click is "
-                "ambiguous, so the model answers three times, and each further click narrows it down.")
+                "ambiguous, so the model answers three times, and each further click narrows it down." + cut)
     return (f"These masks come from {_model(model, weights)}, trained on generated scenes and not on SA-1B, so on "
             "real photos they are rough; set `model = \"vit_b\"` in the parameters cell for Meta's weights. The "
             "interaction is the paper's either way: the first click is ambiguous, so the model answers three times, "
-            "and each further click narrows it down.")
+            "and each further click narrows it down." + cut)

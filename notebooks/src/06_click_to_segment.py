@@ -171,4 +171,4 @@ png_path, json_path = seg.save(S.path("click_masks"))
 print(f"kept {len(seg.objects)} object(s); wrote {png_path.name} and {json_path.name}")
 
 # %% tags=["nbval-ignore-output"]
-S.say(narrate.click_summary, model=S.model_name, weights=S.weights)
+S.say(narrate.click_summary, model=S.model_name, weights=S.weights, refine=refine)

@@ -104,3 +104,8 @@ def test_timing_explains_a_predict_faster_than_its_decoder():
     plain = narrate.timing("tiny", "cpu", encoder_s=0.128, decoder_s=0.015, predict_s=0.020)
     assert "keeps what depends only on the image" not in plain
     assert "is within the paper's" in plain
+
+
+def test_click_summary_mentions_the_cut_only_when_on():
+    assert "Cut along edges" not in narrate.click_summary("tiny", "embedded")
+    assert "Cut along edges" in narrate.click_summary("tiny", "embedded", refine=True)
