@@ -661,6 +661,24 @@ def _find_key(state: Mapping[str, Tensor], suffix: str) -> Optional[str]:
 _WIDTH_TO_MODEL = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 192: "tiny_v1"}
 
 
+def _conv_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
+    """Which convolutional model (``tiny``, ``tiny_wide``) a state dict is, from its stages' widths (read
+    off the lateral projections of stages 2-4)."""
+    from .model.configs import CONFIGS, ConvEncoderConfig
+
+    widths = []
+    for i in range(3):
+        key = _find_key(state, f"image_encoder.lateral.{i}.weight")
+        if key is None:
+            return "tiny", "a convolutional image encoder ('image_encoder.stages.*')"
+        widths.append(int(state[key].shape[1]))
+    evidence = f"a convolutional image encoder, stages 2-4 {tuple(widths)} wide"
+    for name, config in CONFIGS.items():
+        if isinstance(config.encoder, ConvEncoderConfig) and tuple(config.encoder.widths[1:]) == tuple(widths):
+            return name, evidence
+    return None, evidence
+
+
 def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
     """Guess which samkit model a state dict belongs to, from its image encoder.
 
@@ -674,7 +692,7 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
     ):
         return "vit_t", "a TinyViT image encoder ('image_encoder.layers.*')"
     if any(re.search(r"(^|\.)image_encoder\.stages\.\d", k) for k in state):
-        return "tiny", "a convolutional image encoder ('image_encoder.stages.*')"
+        return _conv_model_name(state)
     if any(re.search(r"(^|\.)image_encoder\.detail\.", k) for k in state):
         return "tiny_hq", "a ViT image encoder with a detail path ('image_encoder.detail.*')"
     key = _find_key(state, "patch_embed.proj.weight")
@@ -763,6 +781,34 @@ def resize_positions(state: Mapping[str, Tensor], model: nn.Module) -> Tuple[Dic
             out[name] = resize_rel_pos(value.float(), target.shape[0]).to(value.dtype).contiguous()
             resized.append(name)
     return out, resized
+
+
+def widen_state(state: Mapping[str, Tensor], model: nn.Module) -> Tuple[Dict[str, Tensor], List[str]]:
+    """Fit a narrower model's weights into ``model``, whose layers have as many or more channels.
+
+    Each tensor whose every dimension is at most ``model``'s is copied into the leading corner of
+    ``model``'s own (freshly initialised) tensor, and the weights reading from the new input channels
+    (dimension 1 of a weight of two or more dimensions) are set to zero: the new channels compute
+    features that nothing reads yet, so the widened model predicts exactly what the narrow one does
+    (with GroupNorm this holds when the new channels form whole new groups, as they do when widths
+    grow by multiples of the group size). Returns the new state and the widened keys.
+    """
+    own = model.state_dict()
+    out: Dict[str, Tensor] = dict(state)
+    widened: List[str] = []
+    for key, old in state.items():
+        if key not in own or own[key].shape == old.shape:
+            continue
+        new = own[key]
+        if new.dim() != old.dim() or any(o > n for o, n in zip(old.shape, new.shape)):
+            continue  # not a widening: left for load_into to report as a shape mismatch
+        grown = new.detach().clone()
+        if grown.dim() >= 2 and grown.shape[1] > old.shape[1]:
+            grown[:, old.shape[1]:] = 0
+        grown[tuple(slice(0, n) for n in old.shape)] = old.to(grown.dtype)
+        out[key] = grown
+        widened.append(key)
+    return out, widened
 
 
 def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], PathLike],

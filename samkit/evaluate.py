@@ -66,6 +66,8 @@ class ResultTable:
     title: str = ""
     notes: List[str] = field(default_factory=list)
     per_object: Dict[str, Any] = field(default_factory=dict)
+    # point prompts: each object's first click, ``{"scores": 3 predicted IoUs, "ious": 3 true IoUs}``
+    first_clicks: List[Dict[str, np.ndarray]] = field(default_factory=list)
 
     @property
     def columns(self) -> List[str]:
@@ -184,12 +186,16 @@ def first_click(predictor, gt: np.ndarray, refine: bool = False) -> Dict[str, An
 
 
 def _simulate_clicks(predictor, gt: np.ndarray, n_max: int, selections: Sequence[str],
-                     record_at: Sequence[int], refine: bool = False) -> Dict[str, Dict[int, float]]:
+                     record_at: Sequence[int], refine: bool = False,
+                     first_clicks: Optional[List[Dict[str, np.ndarray]]] = None) -> Dict[str, Dict[int, float]]:
     """IoU after each number of clicks in ``record_at`` for one object on the predictor's current image,
-    per selection (the first click is decoded once and shared)."""
+    per selection (the first click is decoded once and shared; its predicted and true IoUs are appended
+    to ``first_clicks`` when given)."""
     from .data.prompts import next_click
 
     first = first_click(predictor, gt, refine)
+    if first_clicks is not None:
+        first_clicks.append({"scores": np.asarray(first["scores"], dtype=float), "ious": first["ious"]})
     out: Dict[str, Dict[int, float]] = {}
     for selection in selections:
         best = first[selection]
@@ -252,9 +258,10 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
         raise ValueError(f"n_points must be positive click counts, got {n_points}")
     predictor = as_predictor(model_or_predictor)
     per_object = {s: {n: [] for n in n_points} for s in selections}
+    first_clicks: List[Dict[str, np.ndarray]] = []
     objects, counts = _iterate_objects(dataset, max_objects, progress, "point prompts")
     for gt in _on_predictor(predictor, objects):
-        ious = _simulate_clicks(predictor, gt, n_points[-1], selections, n_points, refine)
+        ious = _simulate_clicks(predictor, gt, n_points[-1], selections, n_points, refine, first_clicks)
         for s in selections:
             for n in n_points:
                 per_object[s][n].append(ious[s][n])
@@ -264,7 +271,8 @@ def point_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]],
             for s in selections for n in n_points]
     notes = [f"{counts['objects']} objects in {counts['images']} images; "
              f"{counts['skipped_empty']} empty masks skipped"]
-    return ResultTable(rows, title="Point prompts: mIoU vs number of clicks", notes=notes, per_object=per_object)
+    return ResultTable(rows, title="Point prompts: mIoU vs number of clicks", notes=notes, per_object=per_object,
+                       first_clicks=first_clicks)
 
 
 def box_prompts(model_or_predictor, dataset: Iterable[Dict[str, Any]], max_objects: Optional[int] = None,

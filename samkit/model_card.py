@@ -85,7 +85,7 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
     scored."""
     from . import Predictor
     from .data.photos import real_photo_dataset
-    from .evaluate import box_prompts, first_click, point_prompts
+    from .evaluate import box_prompts, point_prompts
 
     data = real_photo_dataset()[:max_photos]
     predictor = Predictor(model)
@@ -93,15 +93,16 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
     box = box_prompts(predictor, data, progress=progress, refine=refine)
     from .data.photos import tight_boxes
 
-    box_ious = iter(box.per_object["box"])  # box_prompts' per-object IoUs, in the same order
+    # the first click's three masks of each object (predicted and true IoUs) and the box IoUs, as the two
+    # evaluations recorded them, in the order of the objects below
+    box_ious, firsts = iter(box.per_object["box"]), iter(pts.first_clicks)
     pairs, per_object = [], []  # per object: area fraction, click (oracle of 3), box, box filled in
     for item in data:
-        predictor.set_image(item["image"])
         for gt in item["masks"]:
-            if not gt.any():  # box_prompts skips empty masks too
+            if not gt.any():  # both evaluations skip empty masks too
                 continue
-            first = first_click(predictor, gt, refine)
-            pairs += list(zip(np.asarray(first["scores"], dtype=float).tolist(), first["ious"].tolist()))
+            first = next(firsts)
+            pairs += list(zip(first["scores"].tolist(), first["ious"].tolist()))
             x0, y0, x1, y1 = tight_boxes(gt[None])[0]
             per_object.append((gt.mean(), first["ious"].max(), next(box_ious),
                                gt.sum() / ((x1 - x0 + 1) * (y1 - y0 + 1))))
@@ -225,15 +226,16 @@ def shipped_state_dict(model) -> Dict[str, torch.Tensor]:
 
 def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
-    ``tiny``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters), in eval mode on the CPU."""
+    ``tiny``, ``tiny_wide``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters), in eval mode on
+    the CPU."""
     from . import load_model
     from .checkpoints import guess_model_name, load_state_dict
 
     if checkpoint == "shipped":
         return load_model("tiny", device="cpu").eval()
     name, evidence = guess_model_name(load_state_dict(checkpoint))
-    if name not in ("tiny", "tiny_v1", "tiny_hq"):
-        raise ValueError(f"{checkpoint}: not tiny, tiny_v1 or tiny_hq weights ({evidence})")
+    if name not in ("tiny", "tiny_wide", "tiny_v1", "tiny_hq"):
+        raise ValueError(f"{checkpoint}: not tiny, tiny_wide, tiny_v1 or tiny_hq weights ({evidence})")
     return load_model(name, checkpoint=checkpoint, device="cpu").eval()
 
 
@@ -621,8 +623,8 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m samkit.model_card", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", nargs="+",
-                    help="a trained tiny, tiny_v1 or tiny_hq checkpoint (training checkpoint or state dict); "
-                         "with --quick, several ('shipped' names the installed weights)")
+                    help="a trained tiny, tiny_wide, tiny_v1 or tiny_hq checkpoint (training checkpoint or state "
+                         "dict); with --quick, several ('shipped' names the installed weights)")
     ap.add_argument("--quick", action="store_true",
                     help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")
     ap.add_argument("--no-everything", action="store_true", help="with --quick: skip everything mode")

@@ -138,6 +138,17 @@ CONFIGS = {
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96),
     ),
+    # ``tiny`` with wider deep stages (stride 16: 224 channels, stride 32: 320; 8.2 M parameters in all):
+    # more capacity where the encoder sees whole objects, for little more compute (those stages see 1/16
+    # and 1/64 of the pixels). It grows from tiny's weights (``checkpoints.widen_state``: the new channels
+    # start with zero outgoing weights, so step 0 predicts what tiny does): ``samkit train configs/tiny_wide.yaml``.
+    # An experiment, not shipped: 567 steps scored no better on the real photos (figures in that config).
+    "tiny_wide": SamConfig(
+        "tiny_wide",
+        ConvEncoderConfig(img_size=512, widths=(48, 96, 224, 320), depths=(1, 2, 3, 2), out_chans=96),
+        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
+                      iou_head_hidden_dim=96),
+    ),
     # samkit's first embedded model (shipped until the convolutional ``tiny`` replaced it; its weights are
     # made by ``configs/tiny_v1*.yaml``): 512 px input, 16 px patches (a 32x32 embedding grid, 128x128 low-res
     # masks: the official models' 4 input pixels per low-res cell), a 192-wide 6-block ViT (2.7 M

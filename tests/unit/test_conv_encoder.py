@@ -138,3 +138,23 @@ def test_training_grows_tiny_from_tiny_v1_decoder(tmp_path):
     shared = [k for k in tiny if not k.startswith("image_encoder.")]
     assert shared and all(torch.equal(grown[k], tiny[k]) for k in shared)   # prompt encoder + decoder
     assert any(k.startswith("image_encoder.stages.") for k in grown)          # a fresh conv encoder
+
+
+def test_tiny_wide_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
+    """Widening adds channels whose outgoing weights start at zero: the grown model's masks equal tiny's."""
+    from samkit.train.config import TrainConfig
+    from samkit.train.loop import build_training_model
+
+    path = tmp_path / "tiny.pth"
+    torch.save(model.state_dict(), path)
+    wide = build_training_model(TrainConfig(model="tiny_wide", grow_from=str(path), train_parts="all")).eval()
+    assert checkpoints.guess_model_name(wide.state_dict())[0] == "tiny_wide"
+    assert sum(p.numel() for p in wide.parameters()) > 1.5 * sum(p.numel() for p in model.parameters())
+    x = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.image_encoder(x), model.image_encoder(x), rtol=1e-4, atol=1e-5)
+    # the new channels compute something (their inputs are not zero), so training can use them
+    assert wide.image_encoder.stages[3].blocks[0].conv1[0].weight[224:].abs().sum() > 0
+    # a narrower model does not fit into a wider one's place the other way round
+    with pytest.raises(checkpoints.StateDictMismatchError):
+        checkpoints.load_into(model, wide.state_dict())

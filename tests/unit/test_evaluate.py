@@ -43,6 +43,13 @@ def test_point_prompts_tiny(tiny):
     # the oracle picks the best of the same three masks the confident choice picks from
     for a, b in zip(table.per_object["oracle"][1], table.per_object["confident"][1]):
         assert a >= b
+    # each object's first click: the three predicted and true IoUs the two selections chose from
+    assert len(table.first_clicks) == 2
+    for first, oracle, confident in zip(table.first_clicks, table.per_object["oracle"][1],
+                                        table.per_object["confident"][1]):
+        assert first["scores"].shape == first["ious"].shape == (3,)
+        assert first["ious"].max() == pytest.approx(oracle)
+        assert first["ious"][np.argmax(first["scores"])] == pytest.approx(confident)
     text = str(table)
     assert "oracle" in text and "mIoU" in text
     assert table.to_markdown().count("|") > 10
