@@ -706,12 +706,13 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
 
 @dataclass
 class LoadResult:
-    """What :func:`load_into` skipped with ``strict=False`` (field names as in torch's result), and the
-    position tables it resized with ``resize=True``."""
+    """What :func:`load_into` skipped with ``strict=False`` (field names as in torch's result), the
+    position tables it resized with ``resize=True`` and the layers it widened with ``widen=True``."""
 
     missing_keys: List[str]
     unexpected_keys: List[str]
     resized_keys: List[str] = field(default_factory=list)
+    widened_keys: List[str] = field(default_factory=list)
 
 
 def _group(keys: Iterable[str], limit: int) -> List[str]:
@@ -812,7 +813,7 @@ def widen_state(state: Mapping[str, Tensor], model: nn.Module) -> Tuple[Dict[str
 
 
 def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], PathLike],
-              strict: bool = True, resize: bool = False) -> LoadResult:
+              strict: bool = True, resize: bool = False, widen: bool = False) -> LoadResult:
     """Copy a checkpoint into ``model`` (any ``nn.Module``), explaining any mismatch in one error.
 
     Args:
@@ -824,6 +825,8 @@ def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], 
             (as ``nn.Module.load_state_dict`` does).
         resize: adapt position embeddings made for another input resolution (:func:`resize_positions`)
             instead of reporting them as shape mismatches.
+        widen: fit a narrower model's layers into ``model``'s wider ones (:func:`widen_state`), after the
+            position tables are resized (a table is resized, never widened).
 
     Raises:
         StateDictMismatchError: listing missing keys, unexpected keys and shape mismatches grouped by
@@ -838,8 +841,11 @@ def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], 
     else:
         raise TypeError(f"expected a state dict or a file path, got {type(state_dict_or_path).__name__}")
     resized: List[str] = []
+    widened: List[str] = []
     if resize:
         state, resized = resize_positions(state, model)
+    if widen:
+        state, widened = widen_state(state, model)
 
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state]
@@ -851,4 +857,4 @@ def load_into(model: nn.Module, state_dict_or_path: Union[Mapping[str, Tensor], 
             _mismatch_message(source, model, missing, unexpected, shapes, state, model_state)
         )
     model.load_state_dict({k: v for k, v in state.items() if k in model_state}, strict=False)
-    return LoadResult(missing_keys=missing, unexpected_keys=unexpected, resized_keys=resized)
+    return LoadResult(missing_keys=missing, unexpected_keys=unexpected, resized_keys=resized, widened_keys=widened)

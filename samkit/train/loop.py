@@ -74,14 +74,13 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
         if type(get_config(source).encoder) is not type(config.encoder):
             # another encoder design (tiny_v1 -> tiny): only the prompt encoder and mask decoder carry over
             base = {k: v for k, v in base.items() if not k.startswith("image_encoder.")}
-        base, widened = checkpoints.widen_state(base, model)
-        result = checkpoints.load_into(model, base, strict=False, resize=True)
+        result = checkpoints.load_into(model, base, strict=False, resize=True, widen=True)
         if result.unexpected_keys:
             raise ValueError(f"field 'grow_from': {cfg.grow_from} has parameters that {cfg.model} lacks "
                              f"({', '.join(result.unexpected_keys[:4])}, ...); it can only grow into a "
                              "model that contains it")
         print(f"grew {cfg.model} from {cfg.grow_from}: {len(base)} tensors copied, "
-              f"{len(widened)} widened, {len(result.missing_keys)} new ones initialised", file=sys.stderr)
+              f"{len(result.widened_keys)} widened, {len(result.missing_keys)} new ones initialised", file=sys.stderr)
     elif cfg.checkpoint == "default":
         checkpoints.load_into(model, samkit.load_model(cfg.model).state_dict(), resize=True)
     elif cfg.checkpoint is not None:

@@ -152,3 +152,21 @@ def test_onnx_export_carries_the_detail_map(tiny, tmp_path):
     p.set_image(image)
     _, _, low = p.predict(point_coords=point, point_labels=np.array([1]))          # all 4 tokens
     np.testing.assert_allclose(low[1:], low_ref, atol=2e-3)
+
+
+def test_growing_from_weights_of_a_smaller_input_resizes_the_position_table(tmp_path):
+    """A position table made at 256 px grows into a 512 px model by resizing, not by widening into a corner."""
+    from samkit.train.config import TrainConfig
+    from samkit.train.loop import build_training_model
+
+    torch.manual_seed(3)
+    small = build_sam(get_config("tiny_v1").at_resolution(256))
+    with torch.no_grad():
+        small.image_encoder.pos_embed.normal_()  # a trained table (a fresh one is all zeros)
+    torch.save(small.state_dict(), tmp_path / "v1_256.pth")
+    model = build_training_model(TrainConfig(model="tiny_hq", grow_from=str(tmp_path / "v1_256.pth"),
+                                             train_parts="all"))
+    key = "image_encoder.pos_embed"
+    want, resized = checkpoints.resize_positions({key: small.state_dict()[key]}, model)
+    assert resized == [key]
+    torch.testing.assert_close(model.state_dict()[key], want[key])
