@@ -202,6 +202,9 @@ class SceneGenerator:
             shape covers inside the frame, before the shapes in front hide some): the scattered fragments of
             a shape buried in clutter, which no one would point at as an object. 0 (the default) keeps them.
             The image is the same whatever its value.
+        hero_detail: the chance that a scene's subject (``hero_prob``) is a busier object made of parts
+            (``_composite(detailed=True)``: more parts, limbs and subparts, and gaps through it). 0 (the
+            default) leaves every scene as it was.
 
     ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order
     (an object made of parts gives its parts' masks, each holding its subparts, then the whole object's).
@@ -210,7 +213,7 @@ class SceneGenerator:
     def __init__(self, size: int = 512, seed: int = 0, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                  min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None,
                  composite_prob: float = 0.0, object_scale: Tuple[float, float] = (0.02, 0.35),
-                 hero_prob: float = 0.0, min_visible: float = 0.0) -> None:
+                 hero_prob: float = 0.0, min_visible: float = 0.0, hero_detail: float = 0.0) -> None:
         if size < 32:
             raise ValueError(f"size must be >= 32, got {size}")
         if not 1 <= min_objects <= max_objects:
@@ -236,6 +239,9 @@ class SceneGenerator:
         if not 0.0 <= min_visible <= 1.0:
             raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
         self.min_visible = float(min_visible)
+        if not 0.0 <= hero_detail <= 1.0:
+            raise ValueError(f"hero_detail must be in [0, 1], got {hero_detail}")
+        self.hero_detail = float(hero_detail)
 
     def preload(self) -> "SceneGenerator":
         """Load every texture of the pool now (the first scenes are otherwise slower)."""
@@ -387,10 +393,15 @@ class SceneGenerator:
             mask = mask & ((ry - cy) ** 2 + (rx - cx) ** 2 > hr ** 2)
         return mask
 
-    def _composite(self, rng: np.random.Generator, radius: float) -> Tuple[np.ndarray, List[int]]:
+    def _composite(self, rng: np.random.Generator, radius: float, detailed: bool = False
+                   ) -> Tuple[np.ndarray, List[int]]:
         """An object made of parts, about 2 * radius across: a body cut into 1-3 parts (bands across an
         axis, like torso and legs, or Voronoi cells), 0-3 limbs attached to its outline, and 0-3 subparts
         inside the parts (a face, a label, a button).
+
+        ``detailed``: a busier object, as a photo's subject is: 2-5 parts, 1-5 limbs, 1-5 subparts, and
+        in half of them 1-4 gaps through the body where what lies behind shows (the frame of a bicycle, the
+        space between a chair's legs or between an arm and a body).
 
         Returns a local ``int16`` map (0 outside, ``p >= 1`` part ``p``) and ``parents``: ``parents[p]`` is
         the part that subpart ``p`` lies in, or -1 for a part (``parents[0]`` is unused).
@@ -401,7 +412,14 @@ class SceneGenerator:
         top, left = (n - body.shape[0]) // 2, (n - body.shape[1]) // 2
         out[top:top + body.shape[0], left:left + body.shape[1]][body] = 1
         parents = [-1, -1]
-        n_cells = int(rng.integers(1, 4))
+        n_cells = int(rng.integers(2, 6)) if detailed else int(rng.integers(1, 4))
+        if detailed and rng.random() < 0.5:  # gaps through the body
+            ry, rx = np.ogrid[0:n, 0:n]
+            inside = np.argwhere(out > 0)
+            for _ in range(int(rng.integers(1, 5)) if len(inside) else 0):
+                y, x = inside[int(rng.integers(len(inside)))]
+                hr = radius * rng.uniform(0.08, 0.25)
+                out[(ry - y) ** 2 + ((rx - x) / rng.uniform(0.4, 1.0)) ** 2 <= hr ** 2] = 0
         ys, xs = np.nonzero(out)
         if n_cells > 1 and len(ys) > 4 * n_cells:
             if rng.random() < 0.5:  # bands across an axis
@@ -414,7 +432,7 @@ class SceneGenerator:
             out[ys, xs] = 1 + cell
             parents += [-1] * (int(cell.max()))
         centre = np.array([ys.mean(), xs.mean()]) if len(ys) else np.array([n / 2, n / 2])
-        for _ in range(int(rng.integers(0, 4))):  # limbs (a head, an arm, a handle)
+        for _ in range(int(rng.integers(1, 6) if detailed else rng.integers(0, 4))):  # limbs (a head, an arm)
             sil = out > 0
             edge = np.argwhere(sil & ~ndimage.binary_erosion(sil))
             if not len(edge):
@@ -426,7 +444,7 @@ class SceneGenerator:
             cy, cx = at + direction * 0.6 * r
             self._paste(out, limb, cy, cx, len(parents), out == 0)
             parents.append(-1)
-        for _ in range(int(rng.integers(0, 4))):  # subparts, each inside one part
+        for _ in range(int(rng.integers(1, 6) if detailed else rng.integers(0, 4))):  # subparts, in one part
             inside = np.argwhere(np.isin(out, [p for p in range(1, len(parents)) if parents[p] == -1]))
             if not len(inside):
                 break
@@ -501,7 +519,8 @@ class SceneGenerator:
             parts: Optional[np.ndarray] = None
             composite_prob = max(self.composite_prob, 0.7) if index == hero else self.composite_prob
             if composite_prob and radius >= 0.05 * s and rng.random() < composite_prob:
-                parts, parents = self._composite(rng, float(radius))
+                detailed = index == hero and self.hero_detail > 0 and rng.random() < self.hero_detail
+                parts, parents = self._composite(rng, float(radius), detailed)
                 shape = parts > 0
             else:
                 shape = self._shape(rng, float(radius))

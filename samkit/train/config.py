@@ -53,6 +53,7 @@ class DataConfig:
     object_scale: Tuple[float, float] = (0.02, 0.35)  # scenes: object radii, fractions of the side
     hero_prob: float = 0.0  # scenes: share of scenes with a large object in front (a photo's subject)
     min_visible: float = 0.0  # scenes: drop masks of shapes less than this fraction visible (clutter fragments)
+    hero_detail: float = 0.0  # scenes: share of subjects that are busier objects (more parts, gaps through them)
     images_dir: str = "images"  # coco: image folder under root
     annotations: str = "annotations.json"  # coco: annotation file under root
     val_images_dir: Optional[str] = None

@@ -134,3 +134,21 @@ def test_min_visible_drops_buried_fragments_and_keeps_the_image():
     assert len(SceneGenerator(**kw, min_visible=0.9)(1)[1]) <= len(SceneGenerator(**kw, min_visible=0.5)(1)[1])
     with pytest.raises(ValueError, match="min_visible"):
         SceneGenerator(64, min_visible=1.5)
+
+
+def test_detailed_subjects_have_more_parts_and_leave_other_scenes_alone():
+    from samkit.model_card import nested_pairs
+
+    kw = dict(size=128, seed=6, composite_prob=0.8, hero_prob=1.0, object_scale=(0.02, 0.45))
+    plain, detailed = SceneGenerator(**kw), SceneGenerator(**kw, hero_detail=1.0)
+    assert np.array_equal(plain(0)[1], SceneGenerator(**kw, hero_detail=0.0)(0)[1])
+
+    def most_parts(masks):  # the most masks nested in one whole
+        pairs = nested_pairs(masks)
+        return max([sum(w == k for _, w in pairs) for k in {w for _, w in pairs}] or [0])
+
+    n_plain = [most_parts(plain(i)[1]) for i in range(8)]
+    n_detailed = [most_parts(detailed(i)[1]) for i in range(8)]
+    assert sum(n_detailed) > 1.3 * sum(n_plain)
+    with pytest.raises(ValueError, match="hero_detail"):
+        SceneGenerator(64, hero_detail=2.0)
