@@ -6,8 +6,8 @@ OpenCV's ``cv2.grabCut``) fits a colour model of the object and one of its surro
 and cuts along the image's edges. Seeded by the model's mask rather than by a box alone, it keeps what the
 model is sure of and settles the uncertain pixels by colour and contrast.
 
-The seeds, inside a crop around the prompt (the box, or the extent of the clicked parts of the mask, widened
-by ``margin``):
+The seeds, inside a crop around the prompt (the box, or the extent of the clicked parts of the mask and the
+positive clicks, widened by ``margin``):
 
 - outside a box prompt: certain background (a box encloses its object);
 - the model's probability above ``sure``, and each positive click: certain foreground;
@@ -117,7 +117,9 @@ def grabcut_refine(image: np.ndarray, logits: np.ndarray, box: Optional[np.ndarr
         mask, model_mask = parts, mask
     else:
         model_mask = mask
-    window = _crop_window(mask.shape, mask, None if box is None else np.asarray(box, float), pts, margin)
+    positive = None if pts is None else (pts if lab is None else pts[lab == 1])  # a negative click lies
+    # outside the object: it may sit anywhere in the image and should not stretch the crop out to it
+    window = _crop_window(mask.shape, mask, None if box is None else np.asarray(box, float), positive, margin)
     if window is None:
         return model_mask
     top, bottom, left, right = window

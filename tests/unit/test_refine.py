@@ -131,3 +131,22 @@ def test_click_refinement_stays_on_the_clicked_object():
     assert mask_iou(cut, left) > 0.9 and not (cut & right).any()
     again = grabcut_refine(image, logits, points=np.array([[60.0, 80.0]]), labels=np.array([1]))
     np.testing.assert_array_equal(cut, again)  # the same input gives the same cut
+
+
+def test_a_negative_click_far_from_the_object_does_not_stretch_the_crop():
+    """A negative click lies outside the object, possibly across the image: the crop follows the clicked mask
+    and the positive clicks, so a far negative click changes nothing (a crop stretched to it would be shrunk
+    for the cut and coarsen the object's edges)."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:600, :600]
+    disc = (yy - 80) ** 2 + (xx - 90) ** 2 <= 40 ** 2
+    image = np.empty((600, 600, 3), np.float32)
+    image[:] = (60, 110, 70)
+    image[disc] = (200, 40, 40)
+    image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
+    coarse = np.roll(np.kron(disc[::8, ::8], np.ones((8, 8), bool)), (3, 3), axis=(0, 1))
+    logits = np.where(coarse, 2.0, -2.0).astype(np.float32)
+    alone = grabcut_refine(image, logits, points=np.array([[90.0, 80.0]]), labels=np.array([1]))
+    far = grabcut_refine(image, logits, points=np.array([[90.0, 80.0], [560.0, 560.0]]), labels=np.array([1, 0]))
+    np.testing.assert_array_equal(far, alone)
+    assert mask_iou(far, disc) > 0.9
