@@ -193,13 +193,14 @@ def test_perfect_prediction_scores_one():
     m = evaluate.edge_metrics([soft], [[gt]], thresholds=49, progress=False)
     # thinning removes the 4 corner pixels of the outline (198 pixels), which a 0.75 px tolerance cannot
     # match diagonally: R = 194/198 at best, as in the benchmark. The benchmark's pixel matcher breaks ties
-    # at random (seeded from the clock in its C++ code), so a pixel or two next to a corner may go
-    # unmatched on some runs: R lies in [190/198, 194/198] and precision stays 1.
+    # at random (seeded from gettimeofday in its C++ code, so no seed reaches it), and at each of the 4
+    # corners the pair of pixels next to it may go unmatched on some runs (150 runs: 194 x 107, 192 x 35,
+    # 190 x 8; 188 seen too): R lies in [186/198, 194/198] and precision stays 1.
     def f(r):
         return 2 * r / (1 + r)
     for key in ("ODS", "OIS"):
-        assert f(190 / 198) - 1e-9 <= m[key] <= f(194 / 198) + 1e-9, (key, m[key])
-    assert gt.sum() == 198 and 190 / 198 - 1e-9 <= m["R50"] <= 194 / 198 + 1e-9
+        assert f(186 / 198) - 1e-9 <= m[key] <= f(194 / 198) + 1e-9, (key, m[key])
+    assert gt.sum() == 198 and 186 / 198 - 1e-9 <= m["R50"] <= 194 / 198 + 1e-9
     assert m["AP"] > 0.93  # precision 1 over recall ~0.02-0.98, 0 outside the curve
 
 
