@@ -24,16 +24,6 @@ import torch
 import torch.nn.functional as F
 
 
-def grid_target(mask: np.ndarray, grid: int) -> np.ndarray:
-    """``grid x grid`` float: the mask's share of each embedding cell (the image padded square, as the model
-    sees it)."""
-    h, w = mask.shape
-    side = max(h, w)
-    t = torch.zeros(1, 1, side, side)
-    t[0, 0, :h, :w] = torch.from_numpy(mask).float()
-    return F.adaptive_avg_pool2d(t, grid)[0, 0].numpy()
-
-
 def readout_iou(features: torch.Tensor, target: np.ndarray, steps: int = 200) -> float:
     """IoU on the grid (cells over half covered) of the best-thresholded linear readout of ``features``
     (``C x g x g``) fitted to ``target`` (``g x g``)."""
@@ -66,6 +56,7 @@ def readout_iou(features: torch.Tensor, target: np.ndarray, steps: int = 200) ->
 def probe(predictor, data: List[Dict]) -> List[Dict]:
     """One row per object: its area share, the readout's IoU and the model's box IoU."""
     from samkit.evaluate import box_prompts
+    from samkit.model_card import grid_pool
 
     box = box_prompts(predictor, data, progress=False).per_object["box"]
     rows = []
@@ -74,7 +65,7 @@ def probe(predictor, data: List[Dict]) -> List[Dict]:
         features = predictor.features[0]
         for mask in item["masks"]:
             rows.append({"area": float(mask.mean()),
-                         "readout": readout_iou(features, grid_target(mask, features.shape[-1]))})
+                         "readout": readout_iou(features, grid_pool(mask, features.shape[-1])[0, 0].numpy())})
     assert len(box) == len(rows), "an empty mask in the data"
     for row, b in zip(rows, box):
         row["box"] = float(b)

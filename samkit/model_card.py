@@ -285,9 +285,21 @@ def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Opt
     return rows
 
 
+def grid_pool(mask: np.ndarray, grid: int) -> torch.Tensor:
+    """``1 x 1 x grid x grid``: the mask's share of each cell of the embedding grid (the image padded
+    square, as the model sees it)."""
+    import torch.nn.functional as F
+
+    h, w = mask.shape
+    side = max(h, w)
+    t = torch.zeros(1, 1, side, side)
+    t[0, 0, :h, :w] = torch.from_numpy(np.asarray(mask)).float()
+    return F.adaptive_avg_pool2d(t, grid)
+
+
 def grid_ceiling_miou(data: List[Dict], grid: int, max_objects: Optional[int] = None) -> float:
     """How much of each mask survives the embedding's token grid: the mIoU of every mask average-pooled to
-    ``grid x grid`` (the image padded square, as the model sees it) and upsampled back bilinearly."""
+    ``grid x grid`` (:func:`grid_pool`) and upsampled back bilinearly."""
     import torch.nn.functional as F
 
     from .evaluate import mask_iou
@@ -299,9 +311,7 @@ def grid_ceiling_miou(data: List[Dict], grid: int, max_objects: Optional[int] = 
                 return float(np.mean(ious))
             h, w = m.shape
             side = max(h, w)
-            t = torch.zeros(1, 1, side, side)
-            t[0, 0, :h, :w] = torch.from_numpy(m).float()
-            low = F.adaptive_avg_pool2d(t, grid)
+            low = grid_pool(m, grid)
             back = (F.interpolate(low, (side, side), mode="bilinear", align_corners=False)[0, 0, :h, :w] > 0.5).numpy()
             ious.append(mask_iou(back, m))
     return float(np.mean(ious)) if ious else float("nan")

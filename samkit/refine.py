@@ -117,8 +117,8 @@ def grabcut_refine(image: np.ndarray, logits: np.ndarray, box: Optional[np.ndarr
         mask, model_mask = parts, mask
     else:
         model_mask = mask
-    positive = None if pts is None else (pts if lab is None else pts[lab == 1])  # a negative click lies
-    # outside the object: it may sit anywhere in the image and should not stretch the crop out to it
+    # the crop follows the positive clicks: a negative click lies outside the object, anywhere in the image
+    positive = None if pts is None else (pts if lab is None else pts[lab == 1])
     window = _crop_window(mask.shape, mask, None if box is None else np.asarray(box, float), positive, margin)
     if window is None:
         return model_mask
