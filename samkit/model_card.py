@@ -108,6 +108,19 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
                                gt.sum() / ((x1 - x0 + 1) * (y1 - y0 + 1))))
     pred, true = np.array(pairs).T
     per_object = np.array(per_object, dtype=float)
+    token0 = {}
+    decoder = model.mask_decoder
+    if decoder.dynamic_multimask_via_stability and not refine:
+        # the same boxes answered by mask token 0 alone (SAM 1's single mask), beside SAM 2's rule
+        decoder.dynamic_multimask_via_stability = False
+        try:
+            ious = np.array(box_prompts(Predictor(model), data, progress=False).per_object["box"])
+        finally:
+            decoder.dynamic_multimask_via_stability = True
+        large = per_object[:, 0] >= SIZE_BANDS[-1][0]
+        token0 = {"box_token0_mIoU": float(ious.mean()), "large_from": SIZE_BANDS[-1][0],
+                  "box_token0_large_mIoU": float(ious[large].mean()) if large.any() else None,
+                  "box_large_mIoU": float(per_object[large, 2].mean()) if large.any() else None}
     by_size = []
     for lo, hi in SIZE_BANDS:
         rows = per_object[(per_object[:, 0] >= lo) & (per_object[:, 0] < hi)]
@@ -121,7 +134,7 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
         "3pt": pts.value(selection="oracle", n_points=3), "5pt": pts.value(selection="oracle", n_points=5),
         "box_mIoU": float(box.rows[0]["mIoU"]), "box_fill_mIoU": box_fill_miou(data),
         "iou_mae": float(np.abs(pred - true).mean()), "iou_corr": float(np.corrcoef(pred, true)[0, 1]),
-        "iou_pairs": [list(map(float, pq)) for pq in pairs], "by_size": by_size,
+        "iou_pairs": [list(map(float, pq)) for pq in pairs], "by_size": by_size, **token0,
     }
 
 
@@ -537,6 +550,17 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
                              f"{f['5pt']:.3f} | {f['box_mIoU']:.3f} | {f['box_fill_mIoU']:.3f} | "
                              f"{f['iou_mae']:.3f}, {f['iou_corr']:+.2f} |")
         lines.append("")
+        if "box_token0_mIoU" in r:
+            lines += [
+                "A box asks for one mask. This model answers it by SAM 2's single-mask rule (its configuration's "
+                "`dynamic_multimask_via_stability`): mask token 0 when that mask is stable, otherwise the best of "
+                f"its three multimask outputs. Mask token 0 alone, as SAM 1 answers, scores {r['box_token0_mIoU']:.3f} "
+                "on these boxes"
+                + (f" ({r['box_token0_large_mIoU']:.3f} on the objects over {100 * r['large_from']:.0f}% of their "
+                   f"photo, against {r['box_large_mIoU']:.3f} by the rule)." if r["box_large_mIoU"] is not None
+                   else "."),
+                "",
+            ]
         if rr:
             lines += [
                 "The second row cuts every mask along the photo's edges (`Predictor.predict(..., refine=True)`, "

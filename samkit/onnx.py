@@ -21,7 +21,9 @@ Two graphs, as a browser or an edge deployment uses them:
       low_res_masks     1 x M x 4E x 4E      float32  logits in the padded input frame
 
   With ``return_single_mask=True`` (the default, like the official demo) M = 1: the best of the three
-  multimask outputs for a single click, the single-mask output once there are more prompts; otherwise
+  multimask outputs for a single click, the single-mask output once there are more prompts (for a model that
+  uses SAM 2's single-mask rule, as the embedded ``tiny`` does, unless that output is unstable and no mask input
+  is given: then the best multimask output, as :class:`~samkit.Predictor` answers); otherwise
   M = 4 (token 0 = single-mask output, tokens 1-3 = the multimask outputs). With ``postprocess=False``
   the ``masks`` output and the ``orig_im_size`` input are left out.
   Unlike :class:`~samkit.Predictor`, the caller adds the padding point (label -1) when there is no box
@@ -102,12 +104,22 @@ class SamDecoderOnnx(nn.Module):
         orig = orig_im_size.to(torch.int64)
         return F.interpolate(masks, size=(orig[0], orig[1]), mode="bilinear", align_corners=False)
 
-    def select_single(self, masks: torch.Tensor, iou: torch.Tensor, num_points: int
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def select_single(self, masks: torch.Tensor, iou: torch.Tensor, num_points: int,
+                      has_mask_input: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """One mask per prompt set: the best multimask output for an ambiguous prompt (a click plus its
-        padding point, N <= 2), the single-mask token 0 otherwise (written without branches)."""
+        padding point, N <= 2), the single-mask token 0 otherwise (written without branches). A model that uses
+        SAM 2's single-mask rule (:meth:`~samkit.model.mask_decoder.MaskDecoder.single_mask`) also takes the best
+        multimask output when token 0's mask is unstable and no mask input is given, as its predictor does."""
         penalty = torch.zeros_like(iou)
         penalty[:, 0] = 1000.0 * (num_points - 2.5)
+        dec = self.model.mask_decoder
+        if dec.dynamic_multimask_via_stability and has_mask_input is not None:
+            delta = dec.dynamic_multimask_stab_delta
+            inner = (masks[:, 0] > delta).flatten(1).sum(1).to(iou.dtype)
+            outer = (masks[:, 0] > -delta).flatten(1).sum(1).to(iou.dtype)
+            stability = torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(inner))
+            unstable = (stability < dec.dynamic_multimask_stab_thresh) & (has_mask_input.reshape(-1) <= 0)
+            penalty[:, 0] = torch.where(unstable, torch.full_like(inner, -1000.0), penalty[:, 0])
         best = torch.argmax(iou + penalty, dim=1)
         rows = torch.arange(masks.shape[0])
         return masks[rows, best].unsqueeze(1), iou[rows, best].unsqueeze(1)
@@ -121,7 +133,7 @@ class SamDecoderOnnx(nn.Module):
         low_res, iou = predict_masks(self.model.mask_decoder, image_embeddings,
                                      self.model.prompt_encoder.get_dense_pe(), sparse, dense)
         if self.return_single_mask:
-            low_res, iou = self.select_single(low_res, iou, point_coords.shape[1])
+            low_res, iou = self.select_single(low_res, iou, point_coords.shape[1], has_mask_input)
         if not self.postprocess:
             return iou, low_res
         return self.upsample(low_res, orig_im_size), iou, low_res

@@ -318,7 +318,9 @@ class Predictor:
                 generated scenes lacks. The IoU predictions and low-res logits stay the model's.
         Returns:
             masks ``C x H x W`` (bool, or float logits with ``return_logits``), IoU predictions ``C``, and
-            low-res logits ``C x 256 x 256``; C = 3 with ``multimask_output`` else 1.
+            low-res logits ``C x 256 x 256``; C = 3 with ``multimask_output`` else 1 (mask token 0, or for a
+            model using SAM 2's rule, such as the embedded ``tiny``, the best multimask output when token 0's
+            mask is unstable and no ``mask_input`` is given: :meth:`samkit.model.MaskDecoder.single_mask`).
         """
         if refine and return_logits:
             raise ValueError("refine=True returns masks, not logits: pass one of refine and return_logits")

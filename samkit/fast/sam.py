@@ -91,9 +91,13 @@ class FastSam:
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         pe = image_pe if image_pe is not None else self.dense_pe()
-        mask_slice = slice(1, None) if multimask_output else slice(0, 1)
         fold = self.fold_attention and not torch.is_grad_enabled()
-        return decoder.predict_masks(model.mask_decoder, image_embeddings, pe, sparse, dense,
+        dec = model.mask_decoder
+        if dec.uses_dynamic_single_mask(multimask_output, mask_input is not None):
+            return dec.single_mask(*decoder.predict_masks(dec, image_embeddings, pe, sparse, dense,
+                                                          side=image_side, fold_attention=fold))
+        mask_slice = slice(1, None) if multimask_output else slice(0, 1)
+        return decoder.predict_masks(dec, image_embeddings, pe, sparse, dense,
                                      mask_slice, side=image_side, fold_attention=fold)
 
     def postprocess_masks(self, masks: Tensor, input_size: Tuple[int, ...],

@@ -76,6 +76,12 @@ class DecoderConfig:
     iou_head_depth: int = 3
     iou_head_hidden_dim: int = 256
     mask_in_chans: int = 16
+    # SAM 2's single-mask rule (off in SAM 1): when one mask is asked for and no mask input is given, token
+    # 0's mask is kept only if it is stable (IoU of its masks at logit > +delta and > -delta >= thresh);
+    # otherwise the multimask output with the highest predicted IoU is returned.
+    dynamic_multimask_via_stability: bool = False
+    dynamic_multimask_stab_delta: float = 0.05
+    dynamic_multimask_stab_thresh: float = 0.98
 
 
 @dataclass(frozen=True)
@@ -131,12 +137,13 @@ CONFIGS = {
     # all): residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official
     # models' grid, 8 input pixels per cell where ``tiny_v1`` has 16): an encoder that trains on a CPU
     # faster than a ViT and sees finer detail. It grows from tiny_v1's prompt encoder and decoder
-    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml``).
+    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml``). Its single-mask
+    # token draws a box worse than its best multimask output, so it uses SAM 2's single-mask rule (above).
     "tiny": SamConfig(
         "tiny",
         ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96),
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
-                      iou_head_hidden_dim=96),
+                      iou_head_hidden_dim=96, dynamic_multimask_via_stability=True),
     ),
     # ``tiny`` with wider deep stages (stride 16: 224 channels, stride 32: 320; 8.2 M parameters in all):
     # more capacity where the encoder sees whole objects, for little more compute (those stages see 1/16

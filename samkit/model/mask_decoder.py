@@ -4,7 +4,9 @@ hypernetwork), becomes the weights of a dot product with every upscaled pixel.
 
 There are 4 mask tokens: token 0 is used when one mask is wanted (several prompts remove the
 ambiguity), tokens 1-3 give the three ambiguity-aware masks (whole, part, subpart). An extra IoU
-token predicts each mask's IoU with the object.
+token predicts each mask's IoU with the object. With ``dynamic_multimask_via_stability`` (SAM 2's rule,
+off for SAM 1's models) a single-mask request falls back to the best multimask output when token 0's
+mask is unstable: :meth:`MaskDecoder.single_mask`.
 """
 from __future__ import annotations
 
@@ -20,8 +22,13 @@ from .image_encoder import unpack_detail
 class MaskDecoder(nn.Module):
     def __init__(self, *, transformer_dim: int, transformer: nn.Module,
                  num_multimask_outputs: int = 3, activation: Type[nn.Module] = nn.GELU,
-                 iou_head_depth: int = 3, iou_head_hidden_dim: int = 256, detail_chans: int = 0) -> None:
+                 iou_head_depth: int = 3, iou_head_hidden_dim: int = 256, detail_chans: int = 0,
+                 dynamic_multimask_via_stability: bool = False, dynamic_multimask_stab_delta: float = 0.05,
+                 dynamic_multimask_stab_thresh: float = 0.98) -> None:
         super().__init__()
+        self.dynamic_multimask_via_stability = dynamic_multimask_via_stability
+        self.dynamic_multimask_stab_delta = dynamic_multimask_stab_delta
+        self.dynamic_multimask_stab_thresh = dynamic_multimask_stab_thresh
         self.transformer_dim = transformer_dim
         self.transformer = transformer
         self.num_multimask_outputs = num_multimask_outputs
@@ -73,6 +80,25 @@ class MaskDecoder(nn.Module):
         mask_slice = slice(1, None) if multimask_output else slice(0, 1)
         return self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
                                   dense_prompt_embeddings, mask_slice=mask_slice)
+
+    def uses_dynamic_single_mask(self, multimask_output: bool, has_mask_input: bool) -> bool:
+        """Whether a request is answered by :meth:`single_mask` instead of token 0: one mask asked for,
+        no mask input (a refinement round keeps token 0, which training supervised there), at inference."""
+        return (self.dynamic_multimask_via_stability and not multimask_output and not has_mask_input
+                and not self.training)
+
+    def single_mask(self, masks: torch.Tensor, iou_pred: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """SAM 2's dynamic single mask: ``B x 4 x h x w`` logits and ``B x 4`` IoU predictions of all tokens ->
+        ``B x 1 x h x w`` and ``B x 1``: token 0 where its mask is stable (IoU of the masks at logit
+        > +delta and > -delta at least ``dynamic_multimask_stab_thresh``), else the multimask output
+        (tokens 1-3) with the highest predicted IoU."""
+        inner = (masks[:, 0] > self.dynamic_multimask_stab_delta).flatten(1).sum(1).float()
+        outer = (masks[:, 0] > -self.dynamic_multimask_stab_delta).flatten(1).sum(1).float()
+        stability = torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(inner))
+        best = iou_pred[:, 1:].argmax(dim=1) + 1
+        pick = torch.where(stability >= self.dynamic_multimask_stab_thresh, torch.zeros_like(best), best)
+        rows = torch.arange(masks.shape[0], device=masks.device)
+        return masks[rows, pick].unsqueeze(1), iou_pred[rows, pick].unsqueeze(1)
 
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                       sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,

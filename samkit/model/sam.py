@@ -74,13 +74,16 @@ class Sam(nn.Module):
                                   ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder + mask decoder in one call (prompts in the input frame).
 
-        Returns ``B x M x 256 x 256`` low-res logits and ``B x M`` IoU predictions (M = 3 or 1).
+        Returns ``B x M x 256 x 256`` low-res logits and ``B x M`` IoU predictions (M = 3 or 1; the one
+        mask is token 0's, or :meth:`MaskDecoder.single_mask`'s choice where the decoder uses SAM 2's rule).
         """
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        return self.mask_decoder(image_embeddings=image_embeddings, image_pe=self.prompt_encoder.get_dense_pe(),
-                                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                 multimask_output=multimask_output)
+        pe, dec = self.prompt_encoder.get_dense_pe(), self.mask_decoder
+        if dec.uses_dynamic_single_mask(multimask_output, mask_input is not None):
+            return dec.single_mask(*dec.predict_masks(image_embeddings, pe, sparse, dense))
+        return dec(image_embeddings=image_embeddings, image_pe=pe, sparse_prompt_embeddings=sparse,
+                   dense_prompt_embeddings=dense, multimask_output=multimask_output)
 
     @torch.no_grad()
     def forward(self, batched_input: List[Dict[str, Any]], multimask_output: bool) -> List[Dict[str, torch.Tensor]]:
@@ -132,5 +135,8 @@ def build_sam(config: SamConfig, drop_path_rate: float = 0.0) -> Sam:
                                       num_heads=dec.transformer_num_heads, mlp_dim=dec.transformer_mlp_dim,
                                       attention_downsample_rate=dec.attention_downsample_rate),
         num_multimask_outputs=dec.num_multimask_outputs, iou_head_depth=dec.iou_head_depth,
-        iou_head_hidden_dim=dec.iou_head_hidden_dim, detail_chans=config.detail_chans)
+        iou_head_hidden_dim=dec.iou_head_hidden_dim, detail_chans=config.detail_chans,
+        dynamic_multimask_via_stability=dec.dynamic_multimask_via_stability,
+        dynamic_multimask_stab_delta=dec.dynamic_multimask_stab_delta,
+        dynamic_multimask_stab_thresh=dec.dynamic_multimask_stab_thresh)
     return Sam(image_encoder, prompt_encoder, mask_decoder, config)

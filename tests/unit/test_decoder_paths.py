@@ -307,3 +307,68 @@ def test_session_without_fast_is_the_plain_model(tiny):
                                    tiny.postprocess_masks(low, *sizes), atol=0, rtol=0)
     with pytest.raises(ValueError, match="FastSam of another model"):
         ImageSession(tiny, emb, FastSam(samkit.build_model("tiny")))
+
+
+def test_single_mask_keeps_a_stable_token_0_and_otherwise_the_best_multimask_output(tiny):
+    """SAM 2's rule: token 0 where its mask is stable (logits far from 0), else the multimask output
+    with the highest predicted IoU."""
+    dec = tiny.mask_decoder
+    masks = torch.zeros(3, 4, 8, 8)
+    masks[:, :, :4] = 10.0
+    masks[:, :, 4:] = -10.0                     # every token steep: stable
+    masks[1, 0, 4:] = 0.01                      # prompt 1: half of token 0's mask in the band (-0.05, 0.05]
+    masks[2, 0] = 0.0                           # prompt 2: token 0 empty at > +0.05, half the image at > -0.05
+    iou = torch.tensor([[0.1, 0.9, 0.2, 0.3],
+                        [0.9, 0.2, 0.3, 0.8],
+                        [0.9, 0.5, 0.7, 0.1]])
+    out, out_iou = dec.single_mask(masks, iou)
+    assert out.shape == (3, 1, 8, 8) and out_iou.shape == (3, 1)
+    assert out_iou[:, 0].tolist() == pytest.approx([0.1, 0.8, 0.7])  # token 0, token 3, token 2
+    torch.testing.assert_close(out[:, 0], masks[[0, 1, 2], [0, 3, 2]])
+    empty = torch.full((1, 4, 8, 8), -10.0)     # nothing above -delta: stable as in SAM 2
+    assert dec.single_mask(empty, iou[:1])[1].item() == pytest.approx(0.1)
+
+
+def test_dynamic_single_mask_only_at_inference_without_a_mask_input(tiny):
+    """Both decoding paths pick the same mask; a mask input, training mode, an explicit multimask request or the
+    flag off give token 0 (or tokens 1-3) exactly as SAM 1 does."""
+    emb = torch.randn(1, tiny.prompt_encoder.embed_dim, *tiny.prompt_encoder.image_embedding_size)
+    fast = FastSam(tiny)
+    box = torch.tensor([[40.0, 60.0, 300.0, 400.0]])
+    dec = tiny.mask_decoder
+    assert dec.dynamic_multimask_via_stability  # the embedded model's config turns it on
+    with torch.no_grad():
+        sparse, dense = tiny.prompt_encoder(points=None, boxes=box, masks=None)
+        all_low, all_iou = dec.predict_masks(emb, tiny.prompt_encoder.get_dense_pe(), sparse, dense)
+        want = dec.single_mask(all_low, all_iou)
+        for run in (tiny.encode_prompts_and_decode, fast.encode_prompts_and_decode):
+            got = run(emb, None, None, box, None, False)
+            torch.testing.assert_close(got[0], want[0], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=1e-4)
+        # the random weights give an unstable token 0 here, so the rule chose a multimask output
+        assert not torch.allclose(want[1], all_iou[:, :1])
+        low = torch.randn(1, 1, *tiny.prompt_encoder.mask_input_size)
+        sparse_m, dense_m = tiny.prompt_encoder(points=None, boxes=box, masks=low)
+        token0 = dec.predict_masks(emb, tiny.prompt_encoder.get_dense_pe(), sparse_m, dense_m, slice(0, 1))
+        torch.testing.assert_close(tiny.encode_prompts_and_decode(emb, None, None, box, low, False), token0)
+        torch.testing.assert_close(tiny.encode_prompts_and_decode(emb, None, None, box, None, True),
+                                   (all_low[:, 1:], all_iou[:, 1:]))
+    try:
+        dec.train()
+        with torch.no_grad():
+            torch.testing.assert_close(tiny.encode_prompts_and_decode(emb, None, None, box, None, False)[1],
+                                       all_iou[:, :1])
+        dec.eval()
+        dec.dynamic_multimask_via_stability = False
+        with torch.no_grad():
+            torch.testing.assert_close(tiny.encode_prompts_and_decode(emb, None, None, box, None, False)[1],
+                                       all_iou[:, :1])
+    finally:
+        dec.eval()
+        dec.dynamic_multimask_via_stability = True
+
+
+def test_sam_1_configurations_keep_token_0():
+    for name in ("vit_b", "vit_l", "vit_h", "vit_t"):
+        assert not get_config(name).decoder.dynamic_multimask_via_stability
+    assert get_config("tiny").decoder.dynamic_multimask_via_stability

@@ -49,6 +49,9 @@ def test_card_written_from_a_checkpoint(tmp_path):
     assert real["images"] == 1 and real["objects"] >= 1 and 0 <= real["box_mIoU"] <= 1 and 0 <= real["iou_mae"] <= 1
     assert 0 <= figures["everything"]["recall"] <= 1 and figures["ambiguity"]["cases"] >= 0
     assert (out / "card" / "calibration.png").exists() and "Real photos it never saw" in text
+    # the box answered by SAM 2's single-mask rule, and by mask token 0 alone beside it
+    assert 0 <= real["box_token0_mIoU"] <= 1
+    assert f"Mask token 0 alone, as SAM 1 answers, scores {real['box_token0_mIoU']:.3f}" in text
     cut = figures["real_photos_refined"]  # the same objects, masks cut along the photo's edges
     assert cut["objects"] == real["objects"] and 0 <= cut["box_mIoU"] <= 1
     assert f"| cut along the photo's edges (`refine=True`) | {cut['1pt_oracle']:.3f} |" in text
