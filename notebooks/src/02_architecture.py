@@ -269,17 +269,22 @@ S.save(fig, "decoder_attention")
 # **three masks** (from mask tokens 1-3, roughly subpart, part, whole object), and its **IoU head** (an MLP on
 # the IoU token) predicts the IoU of each with the intended object. Interactive tools show the highest-scoring
 # one. With several prompts the ambiguity mostly disappears and mask token 0 gives a single mask
-# (`multimask_output=False`). The decoder's raw output is 4x the embedding grid; it is upsampled and cropped back
-# to the image.
+# (`multimask_output=False`). SAM 2 added a safeguard, which the embedded `tiny` uses too (its configuration's
+# `dynamic_multimask_via_stability`): when token 0's mask is *unstable* (its area changes by more than 2% when the
+# logit threshold moves by 0.05) and no earlier mask is given, the single answer is the best of tokens 1-3 instead.
+# SAM 1's official models keep token 0. The panel on the right says which token answered. The decoder's raw output
+# is 4x the embedding grid; it is upsampled and cropped back to the image.
 
 # %% tags=["nbval-ignore-output"]
 masks, scores, logits = predictor.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True)
 single, single_score, _ = predictor.predict(point_coords=point, point_labels=np.array([1]), multimask_output=False)
 print(f"low-res logits {tuple(low_res.shape)} -> masks {masks.shape} (bool, original image size), "
       f"predicted IoU {np.round(scores, 3)}")
+same = [k for k in range(3) if np.isclose(scores[k], single_score[0]) and (masks[k] == single[0]).all()]
+answered = f"token {same[0] + 1}" if same else "token 0"
 fig, axes = plt.subplots(1, 4, figsize=(14, 4.2), layout="constrained")
 for ax, m, s, title in zip(axes, [*masks, single[0]], [*scores, single_score[0]],
-                           ["mask token 1", "mask token 2", "mask token 3", "mask token 0 (single)"]):
+                           ["mask token 1", "mask token 2", "mask token 3", f"single mask ({answered})"]):
     ax.imshow(image)
     viz.show_mask(m, ax)
     viz.show_points(point, np.array([1]), ax)

@@ -209,7 +209,9 @@ S.say(narrate.people_clicks, name=first, gain_1_to_3=res.value(selection="confid
 # %% [markdown]
 # ## 3. Boxes
 #
-# A tight box around the object (as a detector would give): one prompt, usually unambiguous.
+# A tight box around the object (as a detector would give): one prompt, usually unambiguous, answered with one
+# mask (`multimask_output=False`). The embedded `tiny` gives that mask by SAM 2's rule (notebook 02, section 4):
+# mask token 0 when its mask is stable, otherwise the best of its three multimask outputs.
 # With `refine` on, the real-photo sets are also scored with every mask cut along the photo's edges.
 
 # %% tags=["nbval-ignore-output"]
