@@ -114,12 +114,8 @@ class SamDecoderOnnx(nn.Module):
         penalty[:, 0] = 1000.0 * (num_points - 2.5)
         dec = self.model.mask_decoder
         if dec.dynamic_multimask_via_stability and has_mask_input is not None:
-            delta = dec.dynamic_multimask_stab_delta
-            inner = (masks[:, 0] > delta).flatten(1).sum(1).to(iou.dtype)
-            outer = (masks[:, 0] > -delta).flatten(1).sum(1).to(iou.dtype)
-            stability = torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(inner))
-            unstable = (stability < dec.dynamic_multimask_stab_thresh) & (has_mask_input.reshape(-1) <= 0)
-            penalty[:, 0] = torch.where(unstable, torch.full_like(inner, -1000.0), penalty[:, 0])
+            unstable = ~dec.token0_is_stable(masks) & (has_mask_input.reshape(-1) <= 0)
+            penalty[:, 0] = torch.where(unstable, torch.full_like(penalty[:, 0], -1000.0), penalty[:, 0])
         best = torch.argmax(iou + penalty, dim=1)
         rows = torch.arange(masks.shape[0])
         return masks[rows, best].unsqueeze(1), iou[rows, best].unsqueeze(1)

@@ -92,13 +92,19 @@ class MaskDecoder(nn.Module):
         ``B x 1 x h x w`` and ``B x 1``: token 0 where its mask is stable (IoU of the masks at logit
         > +delta and > -delta at least ``dynamic_multimask_stab_thresh``), else the multimask output
         (tokens 1-3) with the highest predicted IoU."""
-        inner = (masks[:, 0] > self.dynamic_multimask_stab_delta).flatten(1).sum(1).float()
-        outer = (masks[:, 0] > -self.dynamic_multimask_stab_delta).flatten(1).sum(1).float()
-        stability = torch.where(outer > 0, inner / outer.clamp(min=1), torch.ones_like(inner))
         best = iou_pred[:, 1:].argmax(dim=1) + 1
-        pick = torch.where(stability >= self.dynamic_multimask_stab_thresh, torch.zeros_like(best), best)
+        pick = torch.where(self.token0_is_stable(masks), torch.zeros_like(best), best)
         rows = torch.arange(masks.shape[0], device=masks.device)
         return masks[rows, pick].unsqueeze(1), iou_pred[rows, pick].unsqueeze(1)
+
+    def token0_is_stable(self, masks: torch.Tensor) -> torch.Tensor:
+        """``B x 4 x h x w`` logits -> ``B`` bools: token 0's stability score (the automatic mask generator's,
+        at offset ``dynamic_multimask_stab_delta``) reaches ``dynamic_multimask_stab_thresh``; a mask empty even
+        at logit > -delta counts as stable, as in SAM 2."""
+        from ..amg_utils import stability_score
+
+        score = stability_score(masks[:, 0], 0.0, self.dynamic_multimask_stab_delta)  # NaN when empty
+        return ~(score < self.dynamic_multimask_stab_thresh)
 
     def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                       sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
