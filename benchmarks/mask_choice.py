@@ -1,0 +1,105 @@
+"""Which of a prompt's masks to return: every mask the decoder draws for a box and for a first click, scored.
+
+For each object, the tight box is decoded with all four mask tokens, and its interior centre click
+(:func:`samkit.evaluate.first_click`) with the three multimask tokens. Printed, as mIoU:
+
+* box: mask token 0 (SAM 1's single mask), the multimask output with the highest predicted IoU, SAM 2's
+  single-mask rule (:meth:`samkit.model.MaskDecoder.single_mask`: token 0 when stable), and the best of the four;
+* first click: the mask chosen by the IoU head (SAM's rule), the most stable, the largest, the middle-sized, the
+  smallest, and the best of the three (the oracle).
+
+    OMP_NUM_THREADS=2 python benchmarks/mask_choice.py                 # the embedded tiny (about a minute)
+    OMP_NUM_THREADS=2 python benchmarks/mask_choice.py --checkpoint runs/tiny_phase5/model.pth
+
+Rows: the real-photo set (``samkit.data.photos.real_photo_dataset``), its objects over 15% of their photo, and
+held-out generated scenes (seed 1, the model card's). ``--json PATH`` also writes the per-object IoUs. Not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+BOX = ("token 0", "most confident of 1-3", "single-mask rule", "best of 4")
+CLICK = ("IoU head", "most stable", "largest", "middle", "smallest", "best of 3")
+
+
+def score_objects(predictor, data: List[Dict]) -> List[Dict]:
+    """One row per object: its area share and the IoU of each choice in ``BOX`` and ``CLICK``."""
+    from samkit.amg_utils import stability_score
+    from samkit.data.photos import tight_boxes
+    from samkit.evaluate import first_click, mask_iou
+
+    decoder = predictor.model.mask_decoder
+    threshold = float(predictor.model.mask_threshold)
+    rows = []
+    for item in data:
+        predictor.set_image(item["image"])
+        for gt in item["masks"]:
+            gt = np.asarray(gt, dtype=bool)
+            if not gt.any():
+                continue
+            box = torch.as_tensor(predictor.transform.apply_boxes(tight_boxes(gt[None]).astype(np.float64),
+                                                                  gt.shape), device=predictor.device)
+            with torch.no_grad():
+                sparse, dense = predictor.model.prompt_encoder(points=None, boxes=box.float(), masks=None)
+                low, iou = decoder.predict_masks(predictor.features, predictor.model.prompt_encoder.get_dense_pe(),
+                                                 sparse, dense)
+                ruled = decoder.single_mask(low, iou)[0]
+            masks = predictor.upscale_masks(torch.cat([low, ruled], dim=1), return_logits=False)[0].cpu().numpy()
+            box_ious = [mask_iou(m, gt) for m in masks]  # tokens 0-3, then the rule's mask
+            click = first_click(predictor, gt)
+            logits = torch.as_tensor(click["low_res"])
+            stable = stability_score(logits, threshold, 1.0).nan_to_num(0.0).numpy()
+            areas = click["masks"].reshape(3, -1).sum(1)
+            order = np.argsort(areas)
+            ci = click["ious"]
+            rows.append({"area": float(gt.mean()),
+                         "box": [box_ious[0], box_ious[1 + int(iou[0, 1:].argmax())], box_ious[4], max(box_ious)],
+                         "click": [ci[click["confident"]], ci[int(np.argmax(stable))], ci[order[2]], ci[order[1]],
+                                   ci[order[0]], ci.max()]})
+    return [{**r, "box": [float(v) for v in r["box"]], "click": [float(v) for v in r["click"]]} for r in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default=None, help="tiny weights (default: the embedded ones)")
+    ap.add_argument("--scenes", type=int, default=12, help="held-out generated scenes (seed 1, 512 px)")
+    ap.add_argument("--json", default=None, help="also write the per-object rows here")
+    args = ap.parse_args()
+
+    import samkit
+    from samkit.data.photos import real_photo_dataset
+    from samkit.data.synthetic import SceneGenerator
+    from samkit.model_card import load_candidate
+
+    model = load_candidate(args.checkpoint) if args.checkpoint else samkit.load_model("tiny")
+    predictor = samkit.Predictor(model)
+    gen = SceneGenerator(512, seed=1, composite_prob=0.8, object_scale=(0.02, 0.45), hero_prob=0.7)
+    scenes = []
+    for i in range(args.scenes):
+        image, masks = gen(i)
+        keep = masks.reshape(len(masks), -1).mean(1) >= 0.005
+        if keep.any():
+            scenes.append({"image": image, "masks": masks[keep]})
+    photos = score_objects(predictor, real_photo_dataset())
+    out = {"real photos": photos, "real photos, objects over 15%": [r for r in photos if r["area"] >= 0.15],
+           "generated scenes (seed 1)": score_objects(predictor, scenes)}
+    print(f"threads: {torch.get_num_threads()}; weights: {args.checkpoint or 'embedded tiny'}")
+    for kind, labels in (("box", BOX), ("click", CLICK)):
+        print(f"\n{'a box' if kind == 'box' else 'a first click'}: mIoU of each choice\n")
+        print("| data | objects | " + " | ".join(labels) + " |")
+        print("|---|---|" + "---|" * len(labels))
+        for name, rows in out.items():
+            means = np.array([r[kind] for r in rows]).mean(0)
+            print(f"| {name} | {len(rows)} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
