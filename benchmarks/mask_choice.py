@@ -73,18 +73,10 @@ def main() -> None:
 
     import samkit
     from samkit.data.photos import real_photo_dataset
-    from samkit.data.synthetic import SceneGenerator
-    from samkit.model_card import load_candidate
+    from samkit.model_card import TRAINING_MIX, held_out_scenes, load_candidate
 
-    model = load_candidate(args.checkpoint) if args.checkpoint else samkit.load_model("tiny")
-    predictor = samkit.Predictor(model)
-    gen = SceneGenerator(512, seed=1, composite_prob=0.8, object_scale=(0.02, 0.45), hero_prob=0.7)
-    scenes = []
-    for i in range(args.scenes):
-        image, masks = gen(i)
-        keep = masks.reshape(len(masks), -1).mean(1) >= 0.005
-        if keep.any():
-            scenes.append({"image": image, "masks": masks[keep]})
+    predictor = samkit.Predictor(load_candidate(args.checkpoint or "shipped"))
+    scenes = held_out_scenes(args.scenes, min_fraction=0.005, **TRAINING_MIX)
     photos = score_objects(predictor, real_photo_dataset())
     out = {"real photos": photos, "real photos, objects over 15%": [r for r in photos if r["area"] >= 0.15],
            "generated scenes (seed 1)": score_objects(predictor, scenes)}

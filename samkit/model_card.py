@@ -29,19 +29,29 @@ SIZE_BANDS = ((0.0, 0.05), (0.05, 0.15), (0.15, 1.01))  # object area as a fract
 TRAIN_MIN_AREA = 512  # configs/tiny*.yaml: min_mask_area 128 at 256 px, 0.2% of the image (512 px at 512 px)
 
 
-def held_out_scenes(n: int, size: int = 512, seed: int = HELD_OUT_SEED, min_area: int = 0) -> List[Dict]:
+def held_out_scenes(n: int, size: int = 512, seed: int = HELD_OUT_SEED, min_area: int = 0,
+                    min_fraction: float = 0.0, **generator) -> List[Dict]:
     """``n`` generated scenes the model was not trained on (another generator seed); ``min_area`` drops
-    masks with fewer pixels (the generator itself keeps masks down to 0.05% of the image)."""
+    masks with fewer pixels, ``min_fraction`` masks under that share of the image (the generator itself keeps
+    masks down to 0.05% of the image). ``generator``: further :class:`SceneGenerator` options (the training
+    configs' mix: ``composite_prob``, ``object_scale``, ``hero_prob``...). With ``min_fraction``, scenes left
+    without a mask are dropped."""
     from .data.synthetic import SceneGenerator
 
-    gen = SceneGenerator(size=size, seed=seed)
+    gen = SceneGenerator(size=size, seed=seed, **generator)
     items = []
     for i in range(n):
         image, masks = gen(i)
         flat = masks.reshape(len(masks), -1)
-        keep = (flat.mean(1) <= 0.9) & (flat.sum(1) >= min_area)  # the training filters
+        keep = (flat.mean(1) <= 0.9) & (flat.sum(1) >= min_area) & (flat.mean(1) >= min_fraction)
+        if min_fraction > 0 and not keep.any():
+            continue
         items.append({"image": image, "masks": masks[keep], "image_id": i, "file": f"scene-{seed}-{i}"})
     return items
+
+
+# the training configs' scene mix (configs/tiny_phase*.yaml), for the benchmarks' held-out scenes
+TRAINING_MIX = {"composite_prob": 0.8, "object_scale": (0.02, 0.45), "hero_prob": 0.7}
 
 
 def evaluate_model(model, n_scenes: int = 40, max_objects: int = 400, progress: bool = True) -> Dict:
@@ -114,7 +124,7 @@ def real_photo_figures(model, progress: bool = False, max_photos: Optional[int] 
         # the same boxes answered by mask token 0 alone (SAM 1's single mask), beside SAM 2's rule
         decoder.dynamic_multimask_via_stability = False
         try:
-            ious = np.array(box_prompts(Predictor(model), data, progress=False).per_object["box"])
+            ious = np.array(box_prompts(predictor, data, progress=False).per_object["box"])  # cached embeddings
         finally:
             decoder.dynamic_multimask_via_stability = True
         large = per_object[:, 0] >= SIZE_BANDS[-1][0]
