@@ -39,7 +39,9 @@ scores in the input frame, unpadded.
 Frozen encoder. Unless ``train_parts == "all"``, every image is encoded once (progress bar) into an
 :class:`samkit.cache.EmbeddingCache` on disk (float16, under ``cache_dir`` or
 ``$SAMKIT_HOME/embeddings``) and read back every epoch; with ``"all"`` images are encoded on the fly
-with gradients.
+with gradients. ``train_parts == "iou_head"`` trains the decoder's IoU prediction head alone: the masks
+stay exactly those of the starting weights, only the predicted IoUs move (a calibration phase; the
+loss's focal and dice terms are computed but carry no gradient).
 
 Randomness. Every random choice about an image (which masks, point or box, first prompts, error
 points) comes from a generator seeded by ``(seed, epoch, position in the epoch)``, and the order of

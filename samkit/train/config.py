@@ -17,7 +17,7 @@ import yaml
 
 from samkit.device import AMP_CHOICES
 
-TRAIN_PARTS = ("decoder_scratch", "decoder", "prompt_encoder+decoder", "all")
+TRAIN_PARTS = ("decoder_scratch", "decoder", "iou_head", "prompt_encoder+decoder", "all")
 SCHEDULES = ("step", "exp_epoch", "cosine", "constant")
 AMP_MODES = AMP_CHOICES  # auto: bf16 on GPUs with native bf16, fp16 on older ones, fp32 on the CPU
 
@@ -78,7 +78,7 @@ class TrainConfig:
     # (checkpoints.widen_state). Into another encoder design (tiny_v1 -> tiny) only the prompt encoder and
     # mask decoder carry over. Exclusive with checkpoint.
     grow_from: Optional[str] = None
-    train_parts: str = "decoder"  # decoder_scratch | decoder | prompt_encoder+decoder | all
+    train_parts: str = "decoder"  # decoder_scratch | decoder | iou_head | prompt_encoder+decoder | all
     # train at this input side instead of the model's own (position tables of a checkpoint made at
     # another side are resized)
     img_size: Optional[int] = None
@@ -234,6 +234,8 @@ class TrainConfig:
                 bad("grow_from", "and 'checkpoint' are both set; a model starts from one of them")
         if self.train_parts not in TRAIN_PARTS:
             bad("train_parts", f"is {self.train_parts!r}; choose one of {', '.join(TRAIN_PARTS)}")
+        if self.train_parts == "iou_head" and self.iou_weight <= 0:
+            bad("iou_weight", "must be > 0 with train_parts iou_head: the IoU term is the only loss it trains on")
         if self.schedule not in SCHEDULES:
             bad("schedule", f"is {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.amp not in AMP_MODES:

@@ -99,16 +99,20 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
 
 
 def set_trainable(model: nn.Module, train_parts: str) -> List[str]:
-    """Freeze everything but ``train_parts``; returns the names of the trainable top-level
-    modules."""
+    """Freeze everything but ``train_parts``; returns the names of the trainable modules.
+
+    ``iou_head`` trains the decoder's IoU prediction head alone: the masks stay exactly as they are and only
+    the predicted IoUs move (a calibration phase; only the loss's IoU term has a gradient)."""
     parts = {
         "decoder_scratch": ["mask_decoder"],
         "decoder": ["mask_decoder"],
+        "iou_head": ["mask_decoder.iou_prediction_head"],
         "prompt_encoder+decoder": ["prompt_encoder", "mask_decoder"],
         "all": ["image_encoder", "prompt_encoder", "mask_decoder"],
     }[train_parts]
-    for name, module in model.named_children():
-        module.requires_grad_(name in parts)
+    model.requires_grad_(False)
+    for name in parts:
+        model.get_submodule(name).requires_grad_(True)
     return parts
 
 

@@ -188,6 +188,18 @@ def test_train_decoder_runs_logs_and_caches(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_iou_head_alone_leaves_the_masks(tmp_path):
+    cfg = tiny_config(tmp_path, train_parts="iou_head", iou_weight=5.0, lr=1e-2)
+    torch.manual_seed(cfg.seed)
+    before = {k: v.clone() for k, v in samkit.build_model("tiny").state_dict().items()}
+    after = train(cfg).model.state_dict()
+    changed = {k for k, v in after.items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("mask_decoder.iou_prediction_head.") for k in changed), changed
+    with pytest.raises(ValueError, match="iou_weight"):
+        TrainConfig.from_dict({"train_parts": "iou_head", "iou_weight": 0})
+
+
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     straight = train(tiny_config(tmp_path / "a", max_steps=6))
     part = tiny_config(tmp_path / "b", max_steps=3)
