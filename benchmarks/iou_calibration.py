@@ -12,8 +12,8 @@ squared error, the masks untouched. Its rows show what the head alone can learn 
 (``leave one photo out``) fits it to six of the photos and scores the seventh, a diagnostic of how much the token
 holds about photo masks at all, never a way to choose weights.
 
-    OMP_NUM_THREADS=2 python benchmarks/iou_calibration.py                       # the embedded tiny (about 4 minutes)
-    OMP_NUM_THREADS=2 python benchmarks/iou_calibration.py --refit 300           # plus the refit (about 20 minutes more)
+    OMP_NUM_THREADS=2 python benchmarks/iou_calibration.py              # the embedded tiny (about 4 minutes)
+    OMP_NUM_THREADS=2 python benchmarks/iou_calibration.py --refit 150  # plus the refit (15 minutes in all)
     OMP_NUM_THREADS=2 python benchmarks/iou_calibration.py --checkpoint runs/tiny_iou_head/model.pth
 
 Rows: the real-photo set (``samkit.data.photos.real_photo_dataset``) and held-out generated scenes (seed 1, the model
