@@ -247,6 +247,18 @@ def shipped_state_dict(model) -> Dict[str, torch.Tensor]:
             for k, v in model.state_dict().items()}
 
 
+def install(model, path: Path) -> None:
+    """Write ``model``'s weights as the package ships them (:func:`shipped_state_dict`) to ``path``, through a
+    temporary file so that an interrupted install leaves the old weights whole, and load the float16-rounded
+    weights back into ``model``, as ``samkit.load_model`` does: the card then measures the weights that ship."""
+    shipped = shipped_state_dict(model)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(shipped, tmp)
+    tmp.replace(path)
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in shipped.items()})
+
+
 def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
     ``tiny``, ``tiny_wide``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters), in eval mode on
@@ -706,9 +718,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.install:
-        tmp = out / "sam_tiny.pt.tmp"
-        torch.save(shipped_state_dict(model), tmp)
-        tmp.replace(out / "sam_tiny.pt")
+        install(model, out / "sam_tiny.pt")
     t0 = time.time()
     figures = evaluate_model(model, args.n_scenes, args.max_objects)
     figures["real_photos"] = real_photo_figures(model, progress=True, max_photos=args.photos)

@@ -137,7 +137,8 @@ CONFIGS = {
     # all): residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official
     # models' grid, 8 input pixels per cell where ``tiny_v1`` has 16): an encoder that trains on a CPU
     # faster than a ViT and sees finer detail. It grows from tiny_v1's prompt encoder and decoder
-    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml``). Its single-mask
+    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml`` at 256 px and
+    # ``configs/tiny_phase6_512.yaml`` at its own 512 px). Its single-mask
     # token draws a box worse than its best multimask output, so it uses SAM 2's single-mask rule (above).
     "tiny": SamConfig(
         "tiny",

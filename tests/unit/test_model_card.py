@@ -114,3 +114,26 @@ def test_shipped_weights_are_float16_and_load_into_a_float32_model(tmp_path):
         if v.is_floating_point():
             assert v.dtype == torch.float32
             assert torch.allclose(v, model.state_dict()[k], rtol=1e-3, atol=1e-4), k
+
+
+def test_install_writes_the_shipped_file_and_measures_its_rounded_weights(tmp_path):
+    from samkit import checkpoints
+
+    model = samkit.build_model("tiny")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 1e-2)    # values that float16 cannot hold exactly
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    (tmp_path / "sam_tiny.pt").write_bytes(b"the old weights")
+    model_card.install(model, tmp_path / "sam_tiny.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["sam_tiny.pt"]  # no temporary file left behind
+    shipped = torch.load(tmp_path / "sam_tiny.pt", weights_only=True)
+    again = samkit.build_model("tiny")
+    checkpoints.load_into(again, tmp_path / "sam_tiny.pt")
+    changed = 0
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            assert v.dtype == torch.float32 and shipped[k].dtype == torch.float16
+            assert torch.equal(v, shipped[k].float()) and torch.equal(v, again.state_dict()[k]), k
+            changed += not torch.equal(v, before[k])
+    assert changed > 0  # the model now holds the rounded weights, not the ones it had
