@@ -314,12 +314,27 @@ def training_settings(model: str, steps: int, n_images: int, epochs: int, masks_
 
 def decoder_training(before: float, after: float, upper: float, before_confident: float, after_confident: float,
                      upper_confident: float, steps: int, n_masks: int, loss_first: float, loss_last: float,
-                     area_before: float, area_after: float, area_objects: float) -> str:
+                     area_before: float, area_after: float, area_objects: float,
+                     dice_first: Optional[float] = None, dice_last: Optional[float] = None,
+                     train_iou_last: Optional[float] = None) -> str:
     """What the training did: the loss on its own masks (what a few steps can do) and the held-out one-click
-    mIoU of the re-initialised, the trained, and the original decoder (what they cannot, or can)."""
+    mIoU of the re-initialised, the trained, and the original decoder (what they cannot, or can).
+
+    ``dice_first``/``dice_last`` are the dice term at the start and the end of training and ``train_iou_last`` the
+    IoU of the last round's masks with the masks it trains on, at the end: a loss that fell only through its focal
+    term, with those masks missed, is a decoder that learned to predict background, not to fit the masks."""
     gap = upper - before
     gained = after - before
-    if loss_last < 0.8 * loss_first:
+    missed = (dice_last is not None and dice_first is not None and dice_last > 0.9 and dice_last >= dice_first - 0.05
+              and (train_iou_last is None or train_iou_last < 0.1))
+    if loss_last < 0.8 * loss_first and missed:
+        text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} over {steps} steps, but only "
+                f"through its focal term: the dice term stayed at {num(dice_last)} (1 is no overlap)"
+                + (f" and its last-round masks overlap the masks it trains on with IoU {num(train_iou_last)}"
+                   if train_iou_last is not None else "")
+                + ". The decoder found the loss's cheapest answer for small objects, to mark almost nothing (the "
+                "'small object missed' case of section 2), rather than fitting the masks. ")
+    elif loss_last < 0.8 * loss_first:
         text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} over {steps} steps: the decoder "
                 "learns to fit the masks it is trained on. ")
     else:
@@ -334,7 +349,11 @@ def decoder_training(before: float, after: float, upper: float, before_confident
         text += (f"The decoder has **not learned** the task in this run: it recovered {pct(max(gained, 0) / gap)} of "
                  f"the {num(gap)} between a random and a trained decoder. In {steps} steps of one image a decoder "
                  "that starts from random weights has seen too few prompts to learn what a mask is")
-        if area_after > 3 * area_objects:
+        if area_after > 3 * area_objects and missed:
+            text += (f". Nor does its IoU head help: for a held-out click, the mask it ranks first "
+                     f"covers {pct(area_after)} of the image on average (the objects "
+                     f"{pct(area_objects, 1)}; before training {pct(area_before)}).")
+        elif area_after > 3 * area_objects:
             text += (f": its chosen masks cover {pct(area_after)} of the image on average (the objects "
                      f"{pct(area_objects, 1)}; before training {pct(area_before)}), so it marks most of the image "
                      "whatever the click.")
@@ -458,6 +477,10 @@ def box_vs_clicks(name: str, box: float, n_points: List[int], confident: List[fl
         return text + "Here a box is worth **less than one click**: the model turns boxes into masks worse than points."
     # as printed (three decimals): a click count whose mIoU reads the same as the box's has reached it
     reached = [n for n, m in zip(n_points, confident) if round(m, 3) >= round(box, 3)]
+    if not reached and max(confident) <= confident[0] + 0.005:
+        return text + (f"Further clicks do not raise the mIoU here ({num(confident[0])} at one click, "
+                       f"{num(confident[-1])} at {n_points[-1]}), so no number of clicks reaches the box: for these "
+                       "objects the box is simply the better prompt.")
     if not reached:
         return text + (f"No number of clicks up to {n_points[-1]} reaches the box: a box is worth more than "
                        f"{n_points[-1]} clicks for this model.")
@@ -485,29 +508,41 @@ def refined(name: str, n_points: List[int], plain: List[float], cut: List[float]
     else:
         best = ["the box", "one click", f"{n_points[-1]} clicks"][max(range(3), key=gains.__getitem__)]
         text += (f"The cut helps most with {best} and not with every prompt: it can only move a boundary to an edge "
-                 "the photo shows, and it cannot bring back a part of the object the model missed.")
+                 "the photo shows, and only a short way past the model's mask, so a part of the object far from "
+                 "that mask stays missed.")
     return text
 
 
 def everything(model: str, weights: str, photos: List[str], kept: List[int], candidates: List[int],
                max_iou: List[float], max_stability: List[float], share_iou: List[float], share_stability: List[float],
                relaxed: List[int], iou_thresh: float = paper.AMG.value["pred_iou_thresh"],
-               stability_thresh: float = paper.AMG.value["stability_thresh"]) -> str:
-    """How many masks everything mode keeps, and, when it keeps none, which filter drops them."""
+               stability_thresh: float = paper.AMG.value["stability_thresh"],
+               passing_both: Optional[List[int]] = None) -> str:
+    """How many masks everything mode keeps, and, when it keeps none, which filter drops them.
+
+    ``passing_both`` counts, per photo, the candidates that pass both filters."""
     who = _model(model, weights)
     counts = ", ".join(f"{p}: {k}" for p, k in zip(photos, kept))
     text = f"With {who}, everything mode keeps {counts} masks. "
     if sum(kept) == 0:
+        n_iou = sum(round(share * n) for share, n in zip(share_iou, candidates))
+        n_stability = sum(round(share * n) for share, n in zip(share_stability, candidates))
         text += (f"**No mask passes.** Of the {sum(candidates):,} candidates ({candidates[0]:,} per photo: three per "
-                 f"grid point), {pct(max(share_iou), 1)} at most have a predicted IoU above {iou_thresh} (the highest "
-                 f"is {num(max(max_iou))}) and {pct(max(share_stability), 1)} at most a stability of at least "
-                 f"{stability_thresh} (the highest is {num(max(max_stability))}). ")
+                 f"grid point), {n_iou:,} have a predicted IoU above {iou_thresh} (the highest is {num(max(max_iou))}) "
+                 f"and {n_stability:,} a stability of at least {stability_thresh} (the highest is "
+                 f"{num(max(max_stability))}). ")
         if max(max_stability) < stability_thresh and max(max_iou) <= iou_thresh:
             text += "Both filters reject everything: this model is neither confident nor stable enough. "
         elif max(max_stability) < stability_thresh:
             text += "The stability filter alone rejects everything: the logits never rise far enough above 0. "
-        else:
+        elif max(max_iou) <= iou_thresh:
             text += "The predicted-IoU filter alone rejects everything: the IoU head never claims a good mask. "
+        elif passing_both is not None and sum(passing_both) > 0:
+            text += (f"{sum(passing_both)} candidates pass both filters, and the steps after them (the masks' size, "
+                     "the crop's edge, NMS) drop those too. ")
+        else:
+            text += ("Each filter passes a few candidates, but no candidate passes both: the masks the IoU head "
+                     "trusts are not stable, and the stable ones it does not trust. ")
         text += (f"The histograms show the candidates against the two thresholds. With both filters off (NMS only, "
                  f"as in the paper's edge detection) the same grid yields {', '.join(str(r) for r in relaxed)} masks.")
     else:
@@ -545,8 +580,12 @@ def data_engine(scenes: int, objects: int, manual_masks: float, manual_clicks: f
 
 
 def edges(methods: List[str], ods: List[float], ois: List[float], ap: List[float], r50: List[float],
-          levels: List[int], n_images: int, real: bool, model: str) -> str:
-    """The measured edge benchmark, with every zero and every surprising order explained."""
+          levels: List[int], n_images: int, real: bool, model: str,
+          recall_from: Optional[List[float]] = None) -> str:
+    """The measured edge benchmark, with every zero and every surprising order explained.
+
+    ``recall_from`` is the lowest recall on each method's precision-recall curve (its highest threshold): the
+    benchmark's AP counts precision as 0 below it."""
     data = f"{n_images} BSDS500 test images" if real else f"{n_images} generated scenes"
     best = max(range(len(methods)), key=lambda i: ods[i])
     text = (f"On {data}, ODS is " + ", ".join(f"{m} {num(o)}" for m, o in zip(methods, ods)) +
@@ -566,7 +605,8 @@ def edges(methods: List[str], ods: List[float], ois: List[float], ap: List[float
                      f"{num(table['Canny']['ODS'])} and Felz-Hutt's {num(table['Felz-Hutt']['ODS'])}; this run is not "
                      f"comparable with it (other images, and `{model}` instead of ViT-H). ")
         else:
-            text += f"{methods[sam]} is above every baseline here, as SAM is in the paper's Table 3. "
+            text += (f"{methods[sam]} is above every baseline here, as SAM is above the zero-shot baselines (Sobel, "
+                     "Canny, Felz-Hutt) in the paper's Table 3. ")
     for i, m in enumerate(methods):
         zeros = [k for k, v in (("AP", ap[i]), ("R50", r50[i])) if v == 0]
         if not zeros:
@@ -580,11 +620,23 @@ def edges(methods: List[str], ods: List[float], ois: List[float], ap: List[float
         if "R50" in zeros:
             why.append("its precision never reaches 50%, so there is no recall at 50% precision")
         text += f"{m}'s {' and '.join(zeros)} {'are' if len(zeros) > 1 else 'is'} 0 because {'; '.join(why)}. "
+    short = [i for i in range(len(methods)) if recall_from is not None and ap[i] > 0 and recall_from[i] >= 0.2]
+    if short:
+        named = "; ".join(f"{methods[i]}'s at {num(recall_from[i], 2)}" for i in short)
+        text += (f"Some curves start far from recall 0 ({named}): their maps have few levels, and AP counts precision "
+                 "as 0 below a curve's first point, so their AP is the area of a part of the curve and is not "
+                 "comparable with the AP of a method whose curve starts near 0. Compare them by ODS, or by the curves "
+                 "in the plot. ")
     return text.strip()
 
 
-def limitations(model: str, device: str, encoder_s: float, click_s: float, click_gain: Optional[float]) -> str:
-    """The paper's limitations (§8), each beside what this course measured or what the paper's tables show."""
+def limitations(model: str, device: str, encoder_s: float, click_s: float,
+                click_gains: Optional[Dict[str, float]] = None, max_clicks: int = 9) -> str:
+    """The paper's limitations (§8), each beside what this course measured or what the paper's tables show.
+
+    ``click_gains`` maps each evaluation set's name to its change in mIoU from 1 to ``max_clicks`` clicks (the
+    confident mask).
+    """
     e = {r["method"]: r for r in paper.EDGES.value}
     inst = {r["method"]: r for r in paper.INSTANCES.value}
     text = (f"*Not real-time with a heavy encoder*: here `{model}` encodes an image in {seconds(encoder_s)} and "
@@ -592,9 +644,11 @@ def limitations(model: str, device: str, encoder_s: float, click_s: float, click
             f"*Domain tools win in their domain*: HED ({num(e['HED']['ODS'])}) and EDETR ({num(e['EDETR']['ODS'])}), "
             f"trained on BSDS500, are above SAM's {num(e['SAM']['ODS'])} ODS (Table 3), and ViTDet-H's COCO mask AP "
             f"({inst['ViTDet-H']['COCO AP']}) is above SAM's ({inst['SAM']['COCO AP']}, Table 5). ")
-    if click_gain is not None:
-        text += (f"*Many clicks*: from 1 to 9 clicks this run's model changes by {click_gain * 100:+.1f} points of "
-                 "mIoU; the paper expects dedicated interactive methods to beat SAM when many points are given.")
+    if click_gains:
+        ranked = sorted(click_gains.items(), key=lambda item: (-item[1], item[0]))  # largest gain first
+        gains = "; ".join(f"{gain * 100:+.1f} points on *{name}*" for name, gain in ranked)
+        text += (f"*Many clicks*: from 1 to {max_clicks} clicks the mIoU of this run's model changes by {gains}. "
+                 "The paper expects dedicated interactive methods to beat SAM when many points are given.")
     return text
 
 
@@ -602,8 +656,9 @@ def limitations(model: str, device: str, encoder_s: float, click_s: float, click
 def click_summary(model: str, weights: str, refine: bool = False) -> str:
     """The closing remark of the click demo, chosen by which weights ran and whether masks were cut along
     the photo's edges."""
-    cut = (" With *Cut along edges* on, GrabCut moves their outlines onto the photo's edges (not part of SAM); it "
-           "cannot bring back a part of the object the model's mask missed." if refine else "")
+    cut = (" With *Cut along edges* on, GrabCut moves their outlines onto the photo's edges (not part of SAM): it "
+           "may grow a mask past its outline, by up to a quarter of the mask's size for clicks, but a part of the "
+           "object farther from the model's mask stays missed." if refine else "")
     if weights == "official":
         return (f"These masks come from Meta's `{model}` weights. The interaction is the paper's: the first click is "
                 "ambiguous, so the model answers three times, and each further click narrows it down." + cut)

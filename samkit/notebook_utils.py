@@ -119,7 +119,9 @@ class Session:
         name = getattr(narration, "__name__", "")
         if getattr(narrate, name, None) is not narration:
             raise ValueError(f"say() takes a function of samkit.narrate, got {narration!r}")
-        plain = _plain(data)
+        # rendered from the numbers as they are stored (JSON, keys sorted), so that re-rendering a stored record
+        # gives the same text whatever order a dict was built in
+        plain = json.loads(json.dumps(_plain(data), sort_keys=True))
         text = narration(**plain)
         record = {"narrate": name, "data": plain}
         path = self.out_dir / "claims.json"

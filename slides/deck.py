@@ -15,6 +15,8 @@ slide is a dict:
 - ``tables``: ``["NN/name", ...]``: ``<run>/<NN_notebook>/<name>.md`` (written by ``S.table``).
 - ``fallback_table``: Markdown shown when the run has none of the slide's tables (quoted numbers only).
 - ``extra``: ``"bench"`` (``runs/bench/speed.json``) or ``"card"`` (the embedded model's card figures).
+- ``paper_tables``: the slide's tables hold only the paper's numbers (notebooks write them from
+  :mod:`samkit.paper`): their source line says so instead of naming a run's model and data.
 - ``optional``: drop the slide when its ``extra`` data is missing, or (without ``extra``) when a sentence or
   figure it names is not in the run.
 
@@ -65,7 +67,7 @@ SLIDES = [
     },
     {
         "title": "Zero-shot, in the paper's experiments",
-        "tables": ["02/zero_shot_tasks"],
+        "tables": ["02/zero_shot_tasks"], "paper_tables": True,
         "claims": ["02/zero_shot_overview"],
     },
     {
@@ -83,7 +85,7 @@ SLIDES = [
         "quoted": [("§7.5, App. D.5", f"CLIP {_t2m['clip_model']}; masks larger than 100 x 100 px from the first "
                                       f"two data-engine stages; {_t2m['iterations']:,} iterations, batch "
                                       f"{_t2m['batch']}; results shown as examples only (Fig. 12).")],
-        "tables": ["02/text_prompts"],
+        "tables": ["02/text_prompts"], "paper_tables": True,
     },
     # ------------------------------------------------------------------ data
     {
@@ -224,7 +226,7 @@ SLIDES = [
         "text": "Everything mode with a 16x16 grid, Sobel on each mask's probabilities, outer boundaries only, "
                 "edge thinning; scored with the BSDS500 benchmark (ODS, OIS, AP, R50). SAM was never trained "
                 "for edges. The paper's Table 3 and this run's measurement, apart.",
-        "tables": ["05/edge_detection_paper"],
+        "tables": ["05/edge_detection_paper"], "paper_tables": True,
     },
     {
         "title": "Zero-shot edge detection, measured here",
@@ -320,7 +322,9 @@ SLIDES = [
     },
     {
         "title": "Demo: refining with a second click",
-        "text": "A negative click removes what was wrongly included; the previous mask is fed back as a prompt.",
+        "text": "A negative click (here on the mask's pixel farthest from the first click) tells the model what is "
+                "not the object; the previous mask is fed back as a prompt. Right: the model's new mask, and the same "
+                "cut along the photo's edges.",
         "figures": ["06/click_refined"],
     },
     {

@@ -49,6 +49,7 @@ CARD_FIGURES = REPO / "samkit" / "assets" / "card" / "figures.json"
 #: placeholder for reveal_url_prefix; every reference to it is replaced by the inlined file
 _INLINE_PREFIX = "samkit-inline-reveal"
 QUOTE_LABEL = "Quoted from the paper"
+COURSE_LABEL = "From the course presentation"
 #: figures at least this many times wider than high go across the slide, under the text (not beside it)
 WIDE_FIGURE = 2.2
 #: rows of the model card's table that fit on its slide
@@ -219,10 +220,15 @@ def _split_ref(ref: str) -> tuple:
 
 
 def _quotes_markdown(quoted: Sequence[Sequence[str]], paper: str) -> str:
-    lines = [f"> **{QUOTE_LABEL}** ({paper}):"]
-    for where, text in quoted:
-        lines.append(f"> - {text} *({where})*")
-    return "\n".join(lines)
+    """The quoted facts as block quotes: the paper's under ``QUOTE_LABEL``, the course presentation's (``where``
+    is ``"course"``) under ``COURSE_LABEL``."""
+    blocks = []
+    for label, items in ((f"**{QUOTE_LABEL}** ({paper})", [q for q in quoted if q[0] != "course"]),
+                         (f"**{COURSE_LABEL}**", [q for q in quoted if q[0] == "course"])):
+        if items:
+            blocks.append("\n".join([f"> {label}:"] + [f"> - {text}" + ("" if where == "course" else f" *({where})*")
+                                                        for where, text in items]))
+    return "\n\n".join(blocks)
 
 
 def _table_markdown(record: Optional[NotebookRecord], name: str) -> Optional[str]:
@@ -471,7 +477,10 @@ def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, pa
         for number in dict.fromkeys(sources):
             record = run.notebooks.get(number)
             line = provenance(record, run_name, number)
-            if record is not None and record.teaching_setup:
+            if slide.get("paper_tables") and not slide.get("figures") and record is not None:
+                # the slide's tables hold the paper's numbers only: no run's model or data made them
+                line = f"The paper's numbers (samkit.paper), written out by run {run_name}, notebook {record.stem}"
+            elif record is not None and record.teaching_setup:
                 line = ("Made with samkit's teaching setup, not the paper's model or data: " + line)
             lines.append(f"<p class=\"provenance\">{_escape(line)}</p>")
         attachments: Dict[str, Dict[str, str]] = {}

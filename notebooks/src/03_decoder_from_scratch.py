@@ -266,7 +266,10 @@ S.say(narrate.decoder_training, before=miou_before["miou_oracle"], after=miou_af
       steps=result.steps, n_masks=miou_after["n_masks"], loss_first=np.mean([r["loss"] for r in result.history[:3]]),
       loss_last=np.mean([r["loss"] for r in result.history[-3:]]), area_before=mask_share(before, held_out),
       area_after=mask_share(after, held_out),
-      area_objects=np.mean([m.mean() for item in held_out for m in item["masks"]]))
+      area_objects=np.mean([m.mean() for item in held_out for m in item["masks"]]),
+      dice_first=np.mean([r["dice"] for r in result.history[:3]]),
+      dice_last=np.mean([r["dice"] for r in result.history[-3:]]),
+      train_iou_last=np.mean([r["iou_last"] for r in result.history[-3:]]))
 
 n_show = len(demo_before)
 fig, axes = plt.subplots(3, n_show, figsize=(4.4 * n_show + 0.6, 13), layout="constrained", squeeze=False)

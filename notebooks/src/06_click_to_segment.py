@@ -130,7 +130,8 @@ print("predicted IoU of the outputs:", np.round(seg.scores, 3))
 # The widget's event handlers are ordinary methods, so a script (or this notebook run by papermill) can click
 # too. `handle_click(x, y)` takes **display** pixels — the canvas coordinates — and stores the point in image
 # pixels. Here one click on the object, the three candidate masks (the model's own, edge cut off), then a negative
-# click that refines the chosen one, shown without and with the cut along the edges.
+# click on the chosen mask's pixel farthest from the first click (where a spill beyond the object is most likely),
+# shown without and with the cut along the edges.
 
 # %% tags=["nbval-ignore-output"]
 CLICKS = {"astronaut": (215, 110), "coffee": (300, 210), "coins": (50, 60)}   # (x, y) in image pixels
@@ -158,8 +159,13 @@ S.say(narrate.ambiguity, model=S.model_name, weights=S.weights,
       containment=[(three[i] & three[j]).sum() / max(min(three[i].sum(), three[j].sum()), 1) for i, j in pairs])
 
 # %%
-height, width = picture.shape[:2]
-seg.handle_click(*seg.to_display_coords(width * 0.05, height * 0.95), button=2)   # a negative click in a corner
+# the negative click: on the chosen mask's pixel farthest from the first click, where a spill is most likely
+ys, xs = np.nonzero(seg.masks[-1])
+far = int(np.argmax(np.hypot(xs - target[0], ys - target[1])))
+negative = (float(xs[far]), float(ys[far]))
+print(f"negative click at (x, y) = {negative}, {np.hypot(negative[0] - target[0], negative[1] - target[1]):.0f} px "
+      "from the first click")
+seg.handle_click(*seg.to_display_coords(*negative), button=2)
 fig, axes = plt.subplots(1, 2, figsize=(16, 8.4), layout="constrained")
 for ax, cut in zip(axes, (False, True)):
     seg.set_refine(cut)

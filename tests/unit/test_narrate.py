@@ -34,6 +34,8 @@ def test_box_worth():
     assert "less than one click" in narrate.box_vs_clicks("a", 0.3, n, [0.5, 0.6, 0.7, 0.8, 0.9])
     assert "about 3 clicks" in narrate.box_vs_clicks("a", 0.65, n, [0.5, 0.6, 0.7, 0.8, 0.9])
     assert "more than 9 clicks" in narrate.box_vs_clicks("a", 0.95, n, [0.5, 0.6, 0.7, 0.8, 0.9])
+    falling = narrate.box_vs_clicks("coins", 0.942, n, [0.931, 0.93, 0.92, 0.91, 0.905])
+    assert "do not raise the mIoU" in falling and "simply the better prompt" in falling and "worth" not in falling
     # a click count that reads the same as the box to three decimals has reached it
     assert "at **5 clicks**" in narrate.box_vs_clicks("a", 0.9372, n, [0.7, 0.92, 0.923, 0.9366, 0.935])
 
@@ -109,3 +111,44 @@ def test_timing_explains_a_predict_faster_than_its_decoder():
 def test_click_summary_mentions_the_cut_only_when_on():
     assert "Cut along edges" not in narrate.click_summary("tiny", "embedded")
     assert "Cut along edges" in narrate.click_summary("tiny", "embedded", refine=True)
+
+
+def test_limitations_name_the_data_set_of_each_click_gain():
+    text = narrate.limitations("tiny", "cpu", encoder_s=0.1, click_s=0.01, max_clicks=9,
+                               click_gains={"coins (real)": -0.026, "photos, hand-drawn masks (real)": 0.237})
+    assert "from 1 to 9 clicks" in text
+    assert "by +23.7 points on *photos, hand-drawn masks (real)*; -2.6 points on *coins (real)*" in text
+    swapped = {"photos, hand-drawn masks (real)": 0.237, "coins (real)": -0.026}
+    assert narrate.limitations("tiny", "cpu", encoder_s=0.1, click_s=0.01, click_gains=swapped) == text
+    assert "Many clicks" not in narrate.limitations("tiny", "cpu", encoder_s=0.1, click_s=0.01)
+
+
+def test_a_loss_that_fell_only_through_focal_is_not_called_fitting():
+    kw = dict(before=0.028, after=0.021, upper=0.646, before_confident=0.027, after_confident=0.021,
+              upper_confident=0.623, steps=30, n_masks=40, loss_first=3.0, loss_last=1.3, area_before=0.29,
+              area_after=1.0, area_objects=0.021)
+    collapsed = narrate.decoder_training(**kw, dice_first=0.94, dice_last=0.95, train_iou_last=0.0)
+    assert "only through its focal term" in collapsed and "learns to fit" not in collapsed
+    assert "IoU 0.000" in collapsed and "covers 100% of the image" in collapsed
+    fitted = narrate.decoder_training(**kw, dice_first=0.94, dice_last=0.40, train_iou_last=0.55)
+    assert "learns to fit" in fitted and "focal term" not in fitted
+
+
+def test_everything_mode_where_each_filter_passes_some_but_none_both():
+    kw = dict(kept=[0, 0], candidates=[3072, 3072], max_iou=[0.887, 0.903], max_stability=[0.9503, 0.93],
+              share_iou=[2 / 3072, 5 / 3072], share_stability=[1 / 3072, 0.0], relaxed=[40, 50])
+    text = narrate.everything("tiny", "embedded", ["coins", "coffee"], **kw, passing_both=[0, 0])
+    assert "7 have a predicted IoU above" in text and "1 a stability of at least" in text
+    assert "no candidate passes both" in text and "alone rejects" not in text
+    assert "3 candidates pass both" in narrate.everything("tiny", "embedded", ["coins", "coffee"], **kw,
+                                                          passing_both=[3, 0])
+
+
+def test_edges_say_when_an_ap_covers_only_part_of_its_curve():
+    kw = dict(ods=[0.6, 0.61, 0.5, 0.77], ois=[0.6, 0.62, 0.5, 0.78], ap=[0.556, 0.214, 0.129, 0.7],
+              r50=[0.8, 0.8, 0.7, 0.9], levels=[200, 8, 6, 200], n_images=3, real=False, model="tiny")
+    methods = ["Sobel", "Canny", "Felz-Hutt", "SAM (tiny)"]
+    text = narrate.edges(methods, **kw, recall_from=[0.01, 0.48, 0.73, 0.02])
+    assert "Canny's at 0.48; Felz-Hutt's at 0.73" in text and "not comparable with the AP" in text
+    assert "Sobel's at" not in text and "zero-shot baselines" in text
+    assert "few levels" not in narrate.edges(methods, **kw, recall_from=[0.01, 0.05, 0.1, 0.02])

@@ -146,6 +146,8 @@ def test_quoted_numbers_are_labelled(built):
             assert slides.QUOTE_LABEL in body and number in quote, (title, number)
     edge = slide_html(page, "Zero-shot edge detection")
     assert "the paper's Table 3" in edge and "HED" in edge and "measured here" not in edge
+    assert "The paper&#x27;s numbers (samkit.paper)" in edge or "The paper's numbers (samkit.paper)" in edge
+    assert "teaching setup" not in edge
     measured = slide_html(page, "Zero-shot edge detection, measured here")
     assert "measured here: 2 generated scenes" in measured and "SAM (tiny)" in measured
     # numbers only the paper has must not appear outside a quote
@@ -226,3 +228,12 @@ def test_optional_slide_dropped_when_its_figure_is_not_in_the_run(tmp_path):
                      log=lambda *_: None)
         page = out.read_text(encoding="utf-8")
         assert len([s for s in sections(page) if re.search(heading(title), s)]) == expected
+
+
+def test_course_quotes_are_not_labelled_as_the_papers():
+    md = slides._quotes_markdown([("§5", "11M images"), ("course", "20 s for 3 epochs on a T4")], "Kirillov")
+    paper_block, course_block = md.split("\n\n")
+    assert slides.QUOTE_LABEL in paper_block and "11M images *(§5)*" in paper_block
+    assert "20 s" not in paper_block
+    assert slides.COURSE_LABEL in course_block and "20 s for 3 epochs on a T4" in course_block
+    assert slides.QUOTE_LABEL not in slides._quotes_markdown([("course", "20 s")], "Kirillov")
