@@ -514,19 +514,19 @@ def refined(name: str, n_points: List[int], plain: List[float], cut: List[float]
 
 
 def everything(model: str, weights: str, photos: List[str], kept: List[int], candidates: List[int],
-               max_iou: List[float], max_stability: List[float], share_iou: List[float], share_stability: List[float],
+               max_iou: List[float], max_stability: List[float], passing_iou: List[int], passing_stability: List[int],
                relaxed: List[int], iou_thresh: float = paper.AMG.value["pred_iou_thresh"],
                stability_thresh: float = paper.AMG.value["stability_thresh"],
                passing_both: Optional[List[int]] = None) -> str:
     """How many masks everything mode keeps, and, when it keeps none, which filter drops them.
 
-    ``passing_both`` counts, per photo, the candidates that pass both filters."""
+    ``passing_iou``, ``passing_stability`` and ``passing_both`` count, per photo, the candidates that pass the
+    predicted-IoU filter, the stability filter and both."""
     who = _model(model, weights)
     counts = ", ".join(f"{p}: {k}" for p, k in zip(photos, kept))
     text = f"With {who}, everything mode keeps {counts} masks. "
     if sum(kept) == 0:
-        n_iou = sum(round(share * n) for share, n in zip(share_iou, candidates))
-        n_stability = sum(round(share * n) for share, n in zip(share_stability, candidates))
+        n_iou, n_stability = sum(passing_iou), sum(passing_stability)
         text += (f"**No mask passes.** Of the {sum(candidates):,} candidates ({candidates[0]:,} per photo: three per "
                  f"grid point), {n_iou:,} have a predicted IoU above {iou_thresh} (the highest is {num(max(max_iou))}) "
                  f"and {n_stability:,} a stability of at least {stability_thresh} (the highest is "

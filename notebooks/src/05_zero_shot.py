@@ -251,8 +251,8 @@ amg = samkit.AutomaticMaskGenerator(S.model, points_per_side=points_per_side, pr
 relaxed_amg = samkit.AutomaticMaskGenerator(S.model, points_per_side=points_per_side, pred_iou_thresh=0.0,
                                             stability_score_thresh=0.0, progress=False)
 photo_names = ["coins", "astronaut", "coffee"]
-counts, stats = [], {"kept": [], "candidates": [], "max_iou": [], "max_stability": [], "share_iou": [],
-                     "share_stability": [], "passing_both": [], "relaxed": []}
+counts, stats = [], {"kept": [], "candidates": [], "max_iou": [], "max_stability": [], "passing_iou": [],
+                     "passing_stability": [], "passing_both": [], "relaxed": []}
 fig, axes = plt.subplots(3, 3, figsize=(15, 13), layout="constrained")
 for col, name in enumerate(photo_names):
     image = photo(name)
@@ -264,10 +264,10 @@ for col, name in enumerate(photo_names):
     stats["candidates"].append(len(cand["predicted_iou"]))
     stats["max_iou"].append(float(cand["predicted_iou"].max()))
     stats["max_stability"].append(float(cand["stability"].max()))
-    stats["share_iou"].append(float((cand["predicted_iou"] > amg.pred_iou_thresh).mean()))
-    stats["share_stability"].append(float((cand["stability"] >= amg.stability_score_thresh).mean()))
     passes_iou = cand["predicted_iou"] > amg.pred_iou_thresh
     passes_stability = cand["stability"] >= amg.stability_score_thresh
+    stats["passing_iou"].append(int(passes_iou.sum()))
+    stats["passing_stability"].append(int(passes_stability.sum()))
     stats["passing_both"].append(int((passes_iou & passes_stability).sum()))
     counts.append({"photo": name, "masks kept": len(anns), "candidates": len(cand["predicted_iou"]),
                    f"pred. IoU > {amg.pred_iou_thresh}": f"{int(passes_iou.sum())} ({passes_iou.mean():.2%})",

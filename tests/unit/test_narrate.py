@@ -52,14 +52,14 @@ def test_refined_says_what_the_cut_changed():
 
 def test_everything_mode_with_no_mask_names_the_filter():
     text = narrate.everything("tiny", "embedded", ["coins"], kept=[0], candidates=[3072], max_iou=[0.5],
-                              max_stability=[0.8], share_iou=[0.0], share_stability=[0.0], relaxed=[130])
+                              max_stability=[0.8], passing_iou=[0], passing_stability=[0], relaxed=[130])
     assert "No mask passes" in text and "Both filters" in text and "130" in text
     text = narrate.everything("tiny", "embedded", ["coins"], kept=[0], candidates=[3072], max_iou=[0.95],
-                              max_stability=[0.5], share_iou=[0.1], share_stability=[0.0], relaxed=[130])
+                              max_stability=[0.5], passing_iou=[307], passing_stability=[0], relaxed=[130])
     assert "stability filter alone" in text
     assert "No mask" not in narrate.everything("b", "official", ["coins"], kept=[40], candidates=[3072],
-                                               max_iou=[0.99], max_stability=[0.99], share_iou=[0.3],
-                                               share_stability=[0.4], relaxed=[200])
+                                               max_iou=[0.99], max_stability=[0.99], passing_iou=[922],
+                                               passing_stability=[1229], relaxed=[200])
 
 
 def test_stability_empty_at_plus_one_explains_the_zero():
@@ -136,7 +136,7 @@ def test_a_loss_that_fell_only_through_focal_is_not_called_fitting():
 
 def test_everything_mode_where_each_filter_passes_some_but_none_both():
     kw = dict(kept=[0, 0], candidates=[3072, 3072], max_iou=[0.887, 0.903], max_stability=[0.9503, 0.93],
-              share_iou=[2 / 3072, 5 / 3072], share_stability=[1 / 3072, 0.0], relaxed=[40, 50])
+              passing_iou=[2, 5], passing_stability=[1, 0], relaxed=[40, 50])
     text = narrate.everything("tiny", "embedded", ["coins", "coffee"], **kw, passing_both=[0, 0])
     assert "7 have a predicted IoU above" in text and "1 a stability of at least" in text
     assert "no candidate passes both" in text and "alone rejects" not in text
