@@ -138,8 +138,9 @@ CONFIGS = {
     # models' grid, 8 input pixels per cell where ``tiny_v1`` has 16): an encoder that trains on a CPU
     # faster than a ViT and sees finer detail. It grows from tiny_v1's prompt encoder and decoder
     # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml`` at 256 px and
-    # ``configs/tiny_phase6_512.yaml`` at its own 512 px). Its single-mask
-    # token draws a box worse than its best multimask output, so it uses SAM 2's single-mask rule (above).
+    # ``configs/tiny_phase6_512.yaml`` at its own 512 px, then ``configs/tiny_min3.yaml`` with the paper's
+    # min-over-three ambiguity loss). Its single-mask token draws a box worse than its best multimask output, so
+    # it uses SAM 2's single-mask rule (above).
     "tiny": SamConfig(
         "tiny",
         ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96),
