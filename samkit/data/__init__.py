@@ -6,6 +6,7 @@
 * :class:`NDISPark`, :func:`download_ndispark`: the parked-cars data set of the zero-shot evaluation.
 * :class:`SceneGenerator`, :func:`generate_scenes`: generated SA-1B look-alikes (SA-1B itself may not be
   redistributed).
+* :func:`textures.fetch_photo_textures`: photo textures for the scenes (wallpapers from pinned Debian packages).
 * :func:`generate_parking`: generated lots in NDISPark's layout.
 * :class:`BSDS500`, :func:`write_bsds_sample`: the edge-detection benchmark's layout.
 * :mod:`samkit.data.photos`: real photos held out of training, for zero-shot checks: 36 hand-outlined
@@ -14,7 +15,7 @@
 Every item is a dict: ``image`` H x W x 3 uint8 RGB, ``masks`` N x H x W bool, ``boxes`` N x 4 float XYXY
 (original image pixels), ``image_id``, ``file``.
 """
-from . import photos, prompts
+from . import photos, prompts, textures
 from .bsds import BSDS500, download_bsds500, write_bsds_sample
 from .coco import COCOInstances
 from .parking import NDISPark, download_ndispark, generate_parking
@@ -24,6 +25,7 @@ from .synthetic import SceneGenerator, generate_scenes
 __all__ = [
     "prompts",
     "photos",
+    "textures",
     "BSDS500",
     "download_bsds500",
     "write_bsds_sample",

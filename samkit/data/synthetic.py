@@ -84,9 +84,15 @@ def _load_texture(name: str) -> List[np.ndarray]:
     """A pyramid (full, 1/2, 1/4 resolution) of float32 H x W x 3 images in [0, 1]."""
     if name in _TEXTURE_CACHE:
         return _TEXTURE_CACHE[name]
-    import skimage.data
+    if name.startswith("file:"):  # a picture of a texture folder (samkit.data.textures)
+        from PIL import Image
 
-    img = np.asarray(getattr(skimage.data, name)())
+        with Image.open(name[5:]) as pic:
+            img = np.asarray(pic.convert("RGB"))
+    else:
+        import skimage.data
+
+        img = np.asarray(getattr(skimage.data, name)())
     img = img.astype(np.float32)
     if img.max() > 1.5:
         img /= 255.0
@@ -205,6 +211,11 @@ class SceneGenerator:
         hero_detail: the chance that a scene's subject (``hero_prob``) is a busier object made of parts
             (``_composite(detailed=True)``: more parts, limbs and subparts, and gaps through it). 0 (the
             default) leaves every scene as it was.
+        texture_dir: a folder of photos added to the texture pool, for objects and backgrounds alike
+            (:func:`samkit.data.textures.fetch_photo_textures` writes Debian's wallpapers there). Its pictures
+            are drawn as often as each scikit-image one. None (the default) leaves every scene as it was.
+        photo_scope: where the ``texture_dir`` pictures may appear: ``"all"`` (the default) or ``"backdrop"``
+            (the background and the large "stuff" regions only; objects keep scikit-image's textures).
 
     ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order
     (an object made of parts gives its parts' masks, each holding its subparts, then the whole object's).
@@ -213,7 +224,8 @@ class SceneGenerator:
     def __init__(self, size: int = 512, seed: int = 0, exclude: Sequence[str] = DEFAULT_EXCLUDE,
                  min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None,
                  composite_prob: float = 0.0, object_scale: Tuple[float, float] = (0.02, 0.35),
-                 hero_prob: float = 0.0, min_visible: float = 0.0, hero_detail: float = 0.0) -> None:
+                 hero_prob: float = 0.0, min_visible: float = 0.0, hero_detail: float = 0.0,
+                 texture_dir: Optional[PathLike] = None, photo_scope: str = "all") -> None:
         if size < 32:
             raise ValueError(f"size must be >= 32, got {size}")
         if not 1 <= min_objects <= max_objects:
@@ -222,6 +234,14 @@ class SceneGenerator:
         self.seed = int(seed)
         self.exclude = tuple(exclude)
         self.textures = texture_names(self.exclude)
+        self.n_builtin = len(self.textures)  # the scikit-image textures come first in the pool
+        if photo_scope not in ("all", "backdrop"):
+            raise ValueError(f"photo_scope must be 'all' or 'backdrop', got {photo_scope!r}")
+        self.photo_scope = photo_scope
+        if texture_dir is not None:  # photo textures join the pool (python -m samkit.data.textures)
+            from samkit.data.textures import texture_files
+
+            self.textures += [f"file:{p.resolve()}" for p in texture_files(texture_dir)]
         if not self.textures:
             raise ValueError("exclude leaves no texture")
         self.min_objects = min_objects
@@ -251,11 +271,12 @@ class SceneGenerator:
         return self
 
     # ------------------------------------------------------------------ appearance
-    def _colour_fn(self, rng: np.random.Generator, big: bool = False):
+    def _colour_fn(self, rng: np.random.Generator, big: bool = False, backdrop: bool = False):
         """A function (rows, cols) -> N x 3 colours in [0, 1] for one object (texture or flat)."""
         s = self.size
         if rng.random() < (0.8 if big else 0.7):
-            name = self.textures[rng.integers(len(self.textures))]
+            pool = len(self.textures) if backdrop or self.photo_scope == "all" else self.n_builtin
+            name = self.textures[rng.integers(pool)]
             levels = _load_texture(name)
             scale = float(np.exp(rng.uniform(np.log(0.35), np.log(2.5))))  # texture px per image px
             level = 0
@@ -490,7 +511,7 @@ class SceneGenerator:
 
         # 1. lay out every shape back to front on the label map; the appearance of each is drawn now
         #    (so the random stream does not depend on visibility) and painted later, visible pixels only
-        background = self._colour_fn(rng, big=True)
+        background = self._colour_fn(rng, big=True, backdrop=True)
         defocus = rng.uniform(1.0, 3.0) if rng.random() < 0.4 else 0.0
         looks = [None]     # appearance function of object k
         places = [None]    # (centre, radius) of object k
@@ -511,7 +532,7 @@ class SceneGenerator:
             stuff = self._stuff(rng)
             label[stuff] = 1
             drawn.append(int(stuff.sum()))
-            looks.append(self._colour_fn(rng, big=True))
+            looks.append(self._colour_fn(rng, big=True, backdrop=True))
             places.append(((s / 2, s / 2), float(s)))
         group = [0]        # object made of parts that label k belongs to (0: a plain shape)
         parent = [0]       # for a subpart's label, its part's label (0 otherwise)

@@ -54,6 +54,9 @@ class DataConfig:
     hero_prob: float = 0.0  # scenes: share of scenes with a large object in front (a photo's subject)
     min_visible: float = 0.0  # scenes: drop masks of shapes less than this fraction visible (clutter fragments)
     hero_detail: float = 0.0  # scenes: share of subjects that are busier objects (more parts, gaps through them)
+    # scenes: a folder of photos added to the texture pool; "photos": Debian's wallpapers (samkit.data.textures)
+    texture_dir: Optional[str] = None
+    photo_scope: str = "all"  # scenes: where texture_dir's photos appear: all | backdrop (background, stuff)
     images_dir: str = "images"  # coco: image folder under root
     annotations: str = "annotations.json"  # coco: annotation file under root
     val_images_dir: Optional[str] = None
@@ -274,6 +277,8 @@ class TrainConfig:
             )
         if self.data.kind not in DATA_SOURCES:
             bad("data.kind", f"is {self.data.kind!r}; choose one of {', '.join(DATA_SOURCES)}")
+        if self.data.photo_scope not in ("all", "backdrop"):
+            bad("data.photo_scope", f"is {self.data.photo_scope!r}; choose all or backdrop")
 
 
 def _type_matches(value: Any, annotation: str) -> bool:

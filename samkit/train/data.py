@@ -50,12 +50,14 @@ class _ListItems:
 class _SceneItems:
     def __init__(self, size: int, seed: int, start: int, count: int, composite_prob: float = 0.0,
                  object_scale: Tuple[float, float] = (0.02, 0.35), hero_prob: float = 0.0,
-                 min_visible: float = 0.0, hero_detail: float = 0.0) -> None:
+                 min_visible: float = 0.0, hero_detail: float = 0.0, texture_dir: Optional[str] = None,
+                 photo_scope: str = "all") -> None:
         from samkit.data.synthetic import SceneGenerator
 
         self.generator = SceneGenerator(size=size, seed=seed, composite_prob=composite_prob,
                                         object_scale=tuple(object_scale), hero_prob=hero_prob,
-                                        min_visible=min_visible, hero_detail=hero_detail)
+                                        min_visible=min_visible, hero_detail=hero_detail, texture_dir=texture_dir,
+                                        photo_scope=photo_scope)
         self.start, self.count = start, count
 
     def __len__(self) -> int:
@@ -74,13 +76,22 @@ def _root(data: DataConfig) -> Path:
     return root
 
 
+def _texture_dir(data: DataConfig) -> Optional[str]:
+    """``data.texture_dir``; ``"photos"`` names the fetched Debian wallpapers (fetched on first use)."""
+    if data.texture_dir == "photos":
+        from samkit.data.textures import fetch_photo_textures
+
+        return str(fetch_photo_textures())
+    return data.texture_dir
+
+
 def _scenes(data: DataConfig) -> Tuple[Any, Any]:
     n = data.n_images if data.n_images is not None else 64
     return (
         _SceneItems(data.image_size, data.seed, 0, n, data.composite_prob, data.object_scale, data.hero_prob,
-                    data.min_visible, data.hero_detail),
+                    data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope),
         _SceneItems(data.image_size, data.seed, n, data.n_val, data.composite_prob, data.object_scale,
-                    data.hero_prob, data.min_visible, data.hero_detail),
+                    data.hero_prob, data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope),
     )
 
 
