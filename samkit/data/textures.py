@@ -9,7 +9,7 @@ them with the standard library (a ``.deb`` is an ``ar`` archive holding ``data.t
 1024 pixels a side and writes them as JPEG files to ``$SAMKIT_HOME/textures/debian``. Nothing from a package is
 executed. ``SceneGenerator(texture_dir=...)`` (``data.texture_dir`` in a training config) adds them to its pool.
 
-    python -m samkit.data.textures            # about 180 MB of downloads, once; prints the folder
+    python -m samkit.data.textures            # about 170 MB of downloads, once; prints the folder
 
 None of these pictures is in the real-photo evaluation set (scikit-image and matplotlib photos).
 """
