@@ -24,8 +24,8 @@ EMBEDDED_TINY = ASSETS / "sam_tiny.pt"
 
 
 def build_model(name: str, drop_path_rate: float = 0.0) -> Sam:
-    """A randomly initialised SAM: ``vit_b``, ``vit_l``, ``vit_h``, ``vit_t``, ``tiny``, ``tiny_wide``, ``tiny_v1``
-    or ``tiny_hq``."""
+    """A randomly initialised SAM: ``vit_b``, ``vit_l``, ``vit_h``, ``vit_t``, ``tiny``, ``tiny_wide``, ``tiny_ctx``,
+    ``tiny_v1`` or ``tiny_hq``."""
     return build_sam(get_config(name), drop_path_rate=drop_path_rate)
 
 
@@ -50,7 +50,7 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
                     f"the embedded tiny model is missing ({EMBEDDED_TINY}); train it with "
                     "`make train-tiny` or pass checkpoint=...")
             checkpoint = EMBEDDED_TINY
-        elif name in ("tiny_v1", "tiny_hq", "tiny_wide"):
+        elif name in ("tiny_v1", "tiny_hq", "tiny_wide", "tiny_ctx"):
             raise FileNotFoundError(
                 f"{name} has no shipped weights; train it (`samkit train configs/{name}.yaml`) and pass "
                 f"checkpoint=runs/{name}/model.pth")

@@ -662,8 +662,8 @@ _WIDTH_TO_MODEL = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 192: "tiny_v1"}
 
 
 def _conv_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
-    """Which convolutional model (``tiny``, ``tiny_wide``) a state dict is, from its stages' widths (read
-    off the lateral projections of stages 2-4)."""
+    """Which convolutional model (``tiny``, ``tiny_wide``, ``tiny_ctx``) a state dict is, from its stages'
+    widths (read off the lateral projections of stages 2-4) and its number of context blocks."""
     from .model.configs import CONFIGS, ConvEncoderConfig
 
     widths = []
@@ -672,9 +672,12 @@ def _conv_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
         if key is None:
             return "tiny", "a convolutional image encoder ('image_encoder.stages.*')"
         widths.append(int(state[key].shape[1]))
-    evidence = f"a convolutional image encoder, stages 2-4 {tuple(widths)} wide"
+    blocks = {m.group(1) for k in state for m in [re.search(r"image_encoder\.context\.(\d+)\.", k)] if m}
+    evidence = f"a convolutional image encoder, stages 2-4 {tuple(widths)} wide, {len(blocks)} context blocks"
     for name, config in CONFIGS.items():
-        if isinstance(config.encoder, ConvEncoderConfig) and tuple(config.encoder.widths[1:]) == tuple(widths):
+        enc = config.encoder
+        if (isinstance(enc, ConvEncoderConfig) and tuple(enc.widths[1:]) == tuple(widths)
+                and enc.context_depth == len(blocks)):
             return name, evidence
     return None, evidence
 

@@ -259,18 +259,21 @@ def install(model, path: Path) -> None:
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in shipped.items()})
 
 
+EXPERIMENTS = ("tiny", "tiny_wide", "tiny_ctx", "tiny_v1", "tiny_hq")  # the embedded model and its trials
+
+
 def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
-    ``tiny``, ``tiny_wide``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters), in eval mode on
-    the CPU."""
+    ``tiny``, ``tiny_wide``, ``tiny_ctx``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters),
+    in eval mode on the CPU."""
     from . import load_model
     from .checkpoints import guess_model_name, load_state_dict
 
     if checkpoint == "shipped":
         return load_model("tiny", device="cpu").eval()
     name, evidence = guess_model_name(load_state_dict(checkpoint))
-    if name not in ("tiny", "tiny_wide", "tiny_v1", "tiny_hq"):
-        raise ValueError(f"{checkpoint}: not tiny, tiny_wide, tiny_v1 or tiny_hq weights ({evidence})")
+    if name not in EXPERIMENTS:
+        raise ValueError(f"{checkpoint}: not {', '.join(EXPERIMENTS[:-1])} or {EXPERIMENTS[-1]} weights ({evidence})")
     return load_model(name, checkpoint=checkpoint, device="cpu").eval()
 
 
@@ -679,8 +682,8 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m samkit.model_card", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", nargs="+",
-                    help="a trained tiny, tiny_wide, tiny_v1 or tiny_hq checkpoint (training checkpoint or state "
-                         "dict); with --quick, several ('shipped' names the installed weights)")
+                    help="a trained tiny, tiny_wide, tiny_ctx, tiny_v1 or tiny_hq checkpoint (training checkpoint or "
+                         "state dict); with --quick, several ('shipped' names the installed weights)")
     ap.add_argument("--quick", action="store_true",
                     help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")
     ap.add_argument("--no-everything", action="store_true", help="with --quick: skip everything mode")

@@ -51,6 +51,40 @@ class ResBlock(nn.Module):
         return F.gelu(x + stochastic_depth(y, self.drop_path, "row", self.training))
 
 
+class ContextBlock(nn.Module):
+    """A pre-norm transformer block over the ``h x w`` cells of a feature map: global self-attention, then
+    an MLP (4x wide), each added residually; shape preserved (``B x C x h x w``).
+
+    A stack of 3x3 convolutions sees about 600 pixels in theory and far fewer in effect: at 512 px input
+    the deepest stage cannot tell that a person's face, shirt and trousers are one object. Attention over
+    the 16 x 16 cells of stride 32 (256 tokens, little compute) lets every cell see the whole image, as
+    the last stages of TinyViT and EfficientViT do. Both residual branches end in a zero-initialised
+    projection, so a model grown from one without the block predicts exactly what that one did."""
+
+    def __init__(self, channels: int, num_heads: int) -> None:
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"channels ({channels}) must be a multiple of num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.norm1 = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.norm2 = nn.LayerNorm(channels)
+        self.mlp = nn.Sequential(nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels))
+        for layer in (self.proj, self.mlp[2]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)                                 # B x hw x C
+        q, k, v = self.qkv(self.norm1(t)).view(b, h * w, 3, self.num_heads, c // self.num_heads).unbind(2)
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        t = t + self.proj(a.transpose(1, 2).reshape(b, h * w, c))        # every cell attends to all
+        t = t + self.mlp(self.norm2(t))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
 class Stage(nn.Module):
     """A stride-2 convolution (stride 4 for the stem) to ``c_out`` channels, then ``depth`` residual blocks."""
 
@@ -74,12 +108,14 @@ class ConvEncoder(nn.Module):
 
     For 512 px: stage 1 ``B x 48 x 128 x 128`` (stride 4), stage 2 ``B x 96 x 64 x 64``, stage 3
     ``B x 160 x 32 x 32``, stage 4 ``B x 224 x 16 x 16``; each of stages 2-4 is projected to
-    ``out_chans`` (1x1), the coarser ones upsampled and added to the finer (top-down, as in FPN), and a
+    ``out_chans`` (1x1) (stage 4 after ``context_depth`` global-attention blocks, :class:`ContextBlock`),
+    the coarser ones upsampled and added to the finer (top-down, as in FPN), and a
     3x3 convolution with a one-group GroupNorm (the neck) gives ``B x out_chans x 64 x 64``.
     """
 
     def __init__(self, img_size: int = 512, widths: Sequence[int] = (48, 96, 160, 224),
-                 depths: Sequence[int] = (1, 2, 3, 2), out_chans: int = 96, drop_path_rate: float = 0.0) -> None:
+                 depths: Sequence[int] = (1, 2, 3, 2), out_chans: int = 96, drop_path_rate: float = 0.0,
+                 context_depth: int = 0, context_heads: int = 7) -> None:
         super().__init__()
         if len(widths) != 4 or len(depths) != 4:
             raise ValueError(f"ConvEncoder needs 4 stage widths and depths, got {widths} and {depths}")
@@ -90,6 +126,8 @@ class ConvEncoder(nn.Module):
         for i, (w, d) in enumerate(zip(widths, depths)):
             self.stages.append(Stage(c_in, w, d, stem=i == 0))
             c_in = w
+        # global attention over the deepest stage's cells (``tiny_ctx``; ``tiny`` has none)
+        self.context = nn.ModuleList(ContextBlock(widths[-1], context_heads) for _ in range(context_depth))
         # lateral 1x1 projections of stages 2, 3, 4 (strides 8, 16, 32) to the embedding width
         self.lateral = nn.ModuleList(nn.Conv2d(w, out_chans, 1) for w in widths[1:])
         self.neck = nn.Sequential(nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False), nn.GroupNorm(1, out_chans))
@@ -102,9 +140,12 @@ class ConvEncoder(nn.Module):
             blk.drop_path = rate * i / max(len(blocks) - 1, 1)
 
     def layer_id(self, param_name: str) -> int:
-        """Depth index for layer-wise lr decay: stage i -> i, the pyramid and neck last (5)."""
+        """Depth index for layer-wise lr decay: stage i -> i, the context blocks 4, the pyramid and neck
+        last (5)."""
         if param_name.startswith("stages."):
             return int(param_name.split(".")[1])
+        if param_name.startswith("context."):
+            return len(self.stages)
         return len(self.stages) + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,6 +154,8 @@ class ConvEncoder(nn.Module):
         for stage in self.stages:
             x = stage(x)
             feats.append(x)                                  # strides 4, 8, 16, 32
+        for blk in self.context:
+            feats[3] = blk(feats[3])                         # B x 224 x S/32 x S/32, each cell sees all
         y = self.lateral[2](feats[3])                        # B x C x S/32 x S/32
         for lat, f in ((self.lateral[1], feats[2]), (self.lateral[0], feats[1])):
             y = lat(f) + F.interpolate(y, size=f.shape[-2:], mode="nearest")

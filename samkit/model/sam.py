@@ -117,7 +117,8 @@ def build_sam(config: SamConfig, drop_path_rate: float = 0.0) -> Sam:
         from .conv_encoder import ConvEncoder
 
         image_encoder = ConvEncoder(img_size=enc.img_size, widths=enc.widths, depths=enc.depths,
-                                    out_chans=enc.out_chans, drop_path_rate=drop_path_rate)
+                                    out_chans=enc.out_chans, drop_path_rate=drop_path_rate,
+                                    context_depth=enc.context_depth, context_heads=enc.context_heads)
     else:
         image_encoder = ImageEncoderViT(
             img_size=enc.img_size, patch_size=enc.patch_size, embed_dim=enc.embed_dim, depth=enc.depth,

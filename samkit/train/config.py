@@ -81,6 +81,8 @@ class TrainConfig:
     # (checkpoints.widen_state). Into another encoder design (tiny_v1 -> tiny) only the prompt encoder and
     # mask decoder carry over. Exclusive with checkpoint.
     grow_from: Optional[str] = None
+    # lr multiplier of the parameters grow_from leaves new (they start at zero or at random; the rest is trained)
+    new_lr_scale: float = 1.0
     train_parts: str = "decoder"  # decoder_scratch | decoder | iou_head | prompt_encoder+decoder | all
     # train at this input side instead of the model's own (position tables of a checkpoint made at
     # another side are resized)
@@ -330,6 +332,7 @@ def _check_types(obj: Any, source: str, prefix: str) -> None:
 # (low, high, low inclusive, high inclusive) of the numeric fields; every float must also be finite
 _RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "lr": (0, math.inf, False, False),
+    "new_lr_scale": (0, math.inf, False, False),
     "weight_decay": (0, math.inf, True, False),
     "eps": (0, math.inf, False, False),
     "grad_clip": (0, math.inf, True, False),

@@ -49,8 +49,8 @@ CHECKPOINT_FORMAT = "samkit-train-1"
 # --------------------------------------------------------------------------------------------------
 def build_training_model(cfg: TrainConfig) -> nn.Module:
     """The model of ``cfg``: weights from ``cfg.checkpoint`` (position tables resized to
-    ``cfg.img_size``), decoder re-initialised for ``decoder_scratch``, drop path set on the
-    encoder."""
+    ``cfg.img_size``) or grown from ``cfg.grow_from`` (``model.grown_keys`` then names the parameters
+    that file lacked), decoder re-initialised for ``decoder_scratch``, drop path set on the encoder."""
     import samkit
     from samkit import checkpoints
     from samkit.model.configs import MODEL_NAMES, get_config
@@ -79,6 +79,7 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
             raise ValueError(f"field 'grow_from': {cfg.grow_from} has parameters that {cfg.model} lacks "
                              f"({', '.join(result.unexpected_keys[:4])}, ...); it can only grow into a "
                              "model that contains it")
+        model.grown_keys = tuple(result.missing_keys)  # the new parameters (trained at lr * new_lr_scale)
         print(f"grew {cfg.model} from {cfg.grow_from}: {len(base)} tensors copied, "
               f"{len(result.widened_keys)} widened, {len(result.missing_keys)} new ones initialised", file=sys.stderr)
     elif cfg.checkpoint == "default":
@@ -134,7 +135,8 @@ def _no_decay_names(model: nn.Module) -> set:
 
 
 def param_groups(
-    model: nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0
+    model: nn.Module, lr: float, weight_decay: float, layer_decay: float = 1.0,
+    lr_scales: Optional[Dict[str, float]] = None,
 ) -> List[Dict[str, Any]]:
     """AdamW parameter groups of the trainable parameters.
 
@@ -142,8 +144,9 @@ def param_groups(
     output tokens, ``pos_embed``, relative position tables). With ``layer_decay < 1`` an
     image-encoder parameter at depth ``i`` (``image_encoder.layer_id``: 0 for the patch embedding,
     ``b + 1`` for block ``b``, the neck last) gets ``lr * layer_decay ** (max_depth - i)``; the
-    prompt encoder and the decoder get the full ``lr``. Each group carries ``lr_scale`` and
-    ``names``.
+    prompt encoder and the decoder get the full ``lr``. ``lr_scales`` multiplies the lr of the
+    parameters it names (the new parts of a grown model: ``new_lr_scale``). Each group carries
+    ``lr_scale`` and ``names``.
     """
     no_decay = _no_decay_names(model)
     encoder = getattr(model, "image_encoder", None)
@@ -165,6 +168,7 @@ def param_groups(
         scale = 1.0
         if name.startswith("image_encoder.") and depth_of:
             scale = layer_decay ** (max_depth - depth_of[name[len("image_encoder.") :]])
+        scale *= (lr_scales or {}).get(name, 1.0)
         decay = name not in no_decay
         key = (decay, scale)
         if key not in groups:
@@ -755,7 +759,8 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=find_unused,
         )
-    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay)
+    new_scales = {k: cfg.new_lr_scale for k in getattr(model, "grown_keys", ())}
+    groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay, new_scales)
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.AdamW(
         [{k: v for k, v in g.items() if k != "names"} for g in groups],

@@ -158,3 +158,40 @@ def test_tiny_wide_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
     # a narrower model does not fit into a wider one's place the other way round
     with pytest.raises(checkpoints.StateDictMismatchError):
         checkpoints.load_into(model, wide.state_dict())
+
+
+def test_tiny_ctx_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
+    """The context blocks' output projections start at zero: the grown model's embedding equals tiny's, and
+    the new parameters, and only they, train at lr * new_lr_scale."""
+    from samkit.train.config import TrainConfig
+    from samkit.train.loop import build_training_model, param_groups
+
+    path = tmp_path / "tiny.pth"
+    torch.save(model.state_dict(), path)
+    cfg = TrainConfig(model="tiny_ctx", grow_from=str(path), train_parts="all", new_lr_scale=10.0)
+    ctx = build_training_model(cfg).eval()
+    assert checkpoints.guess_model_name(ctx.state_dict())[0] == "tiny_ctx"
+    assert checkpoints.guess_model_name(model.state_dict())[0] == "tiny"
+    assert ctx.grown_keys and all(k.startswith("image_encoder.context.") for k in ctx.grown_keys)
+    x = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        torch.testing.assert_close(ctx.image_encoder(x), model.image_encoder(x))
+    groups = param_groups(ctx, 1e-4, 0.05, lr_scales={k: cfg.new_lr_scale for k in ctx.grown_keys})
+    lr_of = {n: g["lr"] for g in groups for n in g["names"]}
+    assert {n for n, lr in lr_of.items() if lr == pytest.approx(1e-3)} == set(ctx.grown_keys)
+    assert all(lr == pytest.approx(1e-4) for n, lr in lr_of.items() if n not in ctx.grown_keys)
+    # after a step of training the blocks do change the embedding: every cell then depends on the whole image
+    blk = ctx.image_encoder.context[0]
+    torch.nn.init.normal_(blk.proj.weight, std=0.02)
+    f = torch.randn(1, 224, 16, 16)
+    g = f.clone()
+    g[..., 15, 15] += torch.randn(1, 224)                   # change one far corner cell
+    with torch.no_grad():
+        assert (blk(f) - blk(g))[..., 0, 0].abs().max() > 1e-4
+    with pytest.raises(ValueError, match="new_lr_scale"):
+        TrainConfig(model="tiny_ctx", new_lr_scale=0.0).validate()
+    with pytest.raises(FileNotFoundError, match="configs/tiny_ctx.yaml"):
+        samkit.load_model("tiny_ctx")
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        from samkit.model.conv_encoder import ContextBlock
+        ContextBlock(100, 7)
