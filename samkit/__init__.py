@@ -14,6 +14,7 @@ from typing import Optional, Union
 
 from .cache import EmbeddingCache
 from .model import MODEL_NAMES, Sam, get_config
+from .model.configs import UNSHIPPED
 from .model.sam import build_sam
 from .predictor import Predictor
 
@@ -50,7 +51,7 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
                     f"the embedded tiny model is missing ({EMBEDDED_TINY}); train it with "
                     "`make train-tiny` or pass checkpoint=...")
             checkpoint = EMBEDDED_TINY
-        elif name in ("tiny_v1", "tiny_hq", "tiny_wide", "tiny_ctx"):
+        elif name in UNSHIPPED:
             raise FileNotFoundError(
                 f"{name} has no shipped weights; train it (`samkit train configs/{name}.yaml`) and pass "
                 f"checkpoint=runs/{name}/model.pth")

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .model.configs import UNSHIPPED
+
 if TYPE_CHECKING:
     from .model.configs import SamConfig
 
@@ -259,7 +261,7 @@ def install(model, path: Path) -> None:
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in shipped.items()})
 
 
-EXPERIMENTS = ("tiny", "tiny_wide", "tiny_ctx", "tiny_v1", "tiny_hq")  # the embedded model and its trials
+EXPERIMENTS = ("tiny", *UNSHIPPED)  # the embedded model and its trials
 
 
 def load_candidate(checkpoint: str):

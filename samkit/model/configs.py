@@ -163,9 +163,9 @@ CONFIGS = {
     # ``tiny`` plus two global-attention blocks over its deepest stage (``conv_encoder.ContextBlock``: the 16 x 16
     # cells of stride 32 at 512 px; 1.2 M more parameters, 5.8 M in all): a 3x3-convolution stack sees a few
     # hundred pixels, so at 512 px the encoder cannot join the parts of a large object (on the real photos one
-    # click on an object over 15% of its photo scores 0.28, where tiny at 256 px scored 0.46). It grows from
-    # tiny's weights (the blocks' output projections start at zero, so step 0 predicts what tiny does):
-    # ``samkit train configs/tiny_ctx.yaml``.
+    # click on an object over 15% of its photo scores 0.28; phase 5's weights, trained at 256 px, scored 0.46).
+    # It grows from tiny's weights (the blocks' output projections start at zero, so step 0 predicts what tiny
+    # does): ``samkit train configs/tiny_ctx.yaml``. A candidate, not shipped (figures in that config).
     "tiny_ctx": SamConfig(
         "tiny_ctx",
         ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96,
@@ -201,6 +201,8 @@ CONFIGS = {
 }
 
 MODEL_NAMES = tuple(CONFIGS)
+# samkit's own models that ship no weights: the embedded tiny's predecessor and its trials (configs/<name>.yaml)
+UNSHIPPED = ("tiny_wide", "tiny_ctx", "tiny_v1", "tiny_hq")
 
 
 def get_config(name: str) -> SamConfig:
