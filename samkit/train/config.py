@@ -237,6 +237,8 @@ class TrainConfig:
                     "the path of a .pth/.pt state dict")
             if self.checkpoint is not None:
                 bad("grow_from", "and 'checkpoint' are both set; a model starts from one of them")
+        if self.new_lr_scale != 1.0 and self.grow_from is None:
+            bad("new_lr_scale", f"is {self.new_lr_scale}, but nothing is new without grow_from")
         if self.train_parts not in TRAIN_PARTS:
             bad("train_parts", f"is {self.train_parts!r}; choose one of {', '.join(TRAIN_PARTS)}")
         if self.train_parts == "iou_head" and self.iou_weight <= 0:

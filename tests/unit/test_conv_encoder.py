@@ -190,6 +190,8 @@ def test_tiny_ctx_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
         assert (blk(f) - blk(g))[..., 0, 0].abs().max() > 1e-4
     with pytest.raises(ValueError, match="new_lr_scale"):
         TrainConfig(model="tiny_ctx", new_lr_scale=0.0).validate()
+    with pytest.raises(ValueError, match="new_lr_scale.*grow_from"):
+        TrainConfig(model="tiny_ctx", new_lr_scale=10.0).validate()
     with pytest.raises(FileNotFoundError, match="configs/tiny_ctx.yaml"):
         samkit.load_model("tiny_ctx")
     with pytest.raises(ValueError, match="multiple of num_heads"):
