@@ -20,7 +20,7 @@ help:
 	@echo "make test-colab   the small notebooks in an environment with the versions Colab ships (slow; not in CI)"
 	@echo "make lint         ruff check samkit tests benchmarks tools (settings in pyproject.toml)"
 	@echo "make bench        speed benchmarks: samkit vs the official code on this machine"
-	@echo "make train-tiny   re-train the embedded tiny model (configs/tiny_v1*.yaml, then tiny.yaml, tiny_phase2..5, tiny_phase6_512, tiny_min3)"
+	@echo "make train-tiny   re-train the embedded tiny model (configs/tiny_v1*.yaml, then tiny.yaml, tiny_phase2..5, tiny_phase6_512, tiny_min3, tiny_ctx)"
 	@echo "make slides       build slides/index.html from the latest run"
 
 $(STAMP): pyproject.toml
@@ -76,10 +76,11 @@ train-tiny: $(STAMP)
 	OMP_NUM_THREADS=2 $(PY) -m samkit.cli train configs/tiny_phase5.yaml
 	OMP_NUM_THREADS=2 $(PY) -m samkit.cli train configs/tiny_phase6_512.yaml
 	OMP_NUM_THREADS=2 $(PY) -m samkit.cli train configs/tiny_min3.yaml
-	$(PY) -m samkit.model_card runs/tiny_min3/model.pth --install --textures-seen camera rocket \
+	OMP_NUM_THREADS=2 $(PY) -m samkit.cli train configs/tiny_ctx.yaml
+	$(PY) -m samkit.model_card runs/tiny_ctx/model.pth --install --textures-seen camera rocket \
 		--runs runs/tiny_v1 runs/tiny_v1_phase2 runs/tiny_v1_phase3 runs/tiny_v1_phase4 \
 		runs/tiny runs/tiny_phase2 runs/tiny_phase3 runs/tiny_phase4 runs/tiny_phase5 runs/tiny_phase6_512 \
-		runs/tiny_min3
+		runs/tiny_min3 runs/tiny_ctx
 
 test-colab: $(STAMP)
 	bash tests/colab/run_colab_env.sh

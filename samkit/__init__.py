@@ -25,7 +25,7 @@ EMBEDDED_TINY = ASSETS / "sam_tiny.pt"
 
 
 def build_model(name: str, drop_path_rate: float = 0.0) -> Sam:
-    """A randomly initialised SAM: ``vit_b``, ``vit_l``, ``vit_h``, ``vit_t``, ``tiny``, ``tiny_wide``, ``tiny_ctx``,
+    """A randomly initialised SAM: ``vit_b``, ``vit_l``, ``vit_h``, ``vit_t``, ``tiny``, ``tiny_v2``, ``tiny_wide``,
     ``tiny_v1`` or ``tiny_hq``."""
     return build_sam(get_config(name), drop_path_rate=drop_path_rate)
 
@@ -52,9 +52,10 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
                     "`make train-tiny` or pass checkpoint=...")
             checkpoint = EMBEDDED_TINY
         elif name in UNSHIPPED:
+            run = UNSHIPPED[name]
             raise FileNotFoundError(
-                f"{name} has no shipped weights; train it (`samkit train configs/{name}.yaml`) and pass "
-                f"checkpoint=runs/{name}/model.pth")
+                f"{name} has no shipped weights; train it (`samkit train configs/{run}.yaml`, after the "
+                f"phases before it in `make train-tiny` where it has some) and pass checkpoint=runs/{run}/model.pth")
         else:  # downloaded or cached, its SHA-256 checked before the first use
             checkpoint = checkpoints.checkpoint_path(name, download=download)
     model = build_model(name)

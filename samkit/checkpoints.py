@@ -662,7 +662,7 @@ _WIDTH_TO_MODEL = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 192: "tiny_v1"}
 
 
 def _conv_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
-    """Which convolutional model (``tiny``, ``tiny_wide``, ``tiny_ctx``) a state dict is, from its stages'
+    """Which convolutional model (``tiny``, ``tiny_v2``, ``tiny_wide``) a state dict is, from its stages'
     widths (read off the lateral projections of stages 2-4) and its number of context blocks."""
     from .model.configs import CONFIGS, ConvEncoderConfig
 
@@ -687,8 +687,9 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
 
     Returns ``(name or None, evidence)``. The ViT patch embedding width identifies the official models
     (768 -> vit_b, 1024 -> vit_l, 1280 -> vit_h; 192 -> samkit's tiny_v1); an encoder built from TinyViT
-    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's tiny, a ViT
-    with a ``detail.`` path samkit's tiny_hq.
+    ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's convolutional
+    tiny, tiny_v2 or tiny_wide (told apart by widths and context blocks), a ViT with a ``detail.`` path
+    samkit's tiny_hq.
     """
     if any(re.search(r"(^|\.)image_encoder\.layers\.\d", k) for k in state) or (
         _find_key(state, "patch_embed.seq.0.c.weight") is not None

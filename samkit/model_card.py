@@ -266,7 +266,7 @@ EXPERIMENTS = ("tiny", *UNSHIPPED)  # the embedded model and its trials
 
 def load_candidate(checkpoint: str):
     """A model to score: ``"shipped"`` (the embedded tiny) or a weights / training-checkpoint file of
-    ``tiny``, ``tiny_wide``, ``tiny_ctx``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters),
+    ``tiny``, ``tiny_v2``, ``tiny_wide``, ``tiny_v1`` or ``tiny_hq`` (told apart by their encoders' parameters),
     in eval mode on the CPU."""
     from . import load_model
     from .checkpoints import guess_model_name, load_state_dict
@@ -489,14 +489,18 @@ def what_it_is(size: int, grid: int, n_params: int, first_model: Optional[str] =
     config = config if config is not None else get_config("tiny")
     enc = config.encoder
     if isinstance(enc, ConvEncoderConfig):
+        context = (f", with {enc.context_depth} global-attention blocks over the deepest stage's cells so that "
+                   "every cell sees the whole image" if enc.context_depth else "")
         design = (f"a {size} px convolutional image encoder (residual stages {', '.join(map(str, enc.widths))} wide "
-                  f"at strides 4, 8, 16 and 32, merged top-down into a {grid} x {grid} embedding: 8 input pixels "
-                  "per cell, the official models' grid)")
+                  f"at strides 4, 8, 16 and 32{context}, merged top-down into a {grid} x {grid} embedding: 8 input "
+                  "pixels per cell, the official models' grid)")
     else:
         design = (f"a {size} px ViT image encoder, {enc.patch_size} px patches ({grid} x {grid} tokens), "
                   f"{enc.embed_dim} wide, {enc.depth} blocks")
     grown = (" Its first phases train `tiny_v1`, samkit's first embedded model (a 6-block ViT with a 32 x 32 "
-             "token grid), whose prompt encoder and decoder `tiny` then grows from."
+             "token grid), whose prompt encoder and decoder the convolutional model then grows from"
+             + ("; the phases before the last train it without the attention blocks (`tiny_v2`), which the "
+                "last phase adds." if getattr(enc, "context_depth", 0) else ".")
              if first_model == "tiny_v1" else "")
     return (f"**What it is.** A small Segment Anything model (samkit's `{config.name}` configuration: {design}, with "
             f"SAM's prompt encoder and a 96-wide mask decoder ({4 * grid} x {4 * grid} low-res logits); "
@@ -684,7 +688,7 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
 def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m samkit.model_card", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", nargs="+",
-                    help="a trained tiny, tiny_wide, tiny_ctx, tiny_v1 or tiny_hq checkpoint (training checkpoint or "
+                    help="a trained tiny, tiny_v2, tiny_wide, tiny_v1 or tiny_hq checkpoint (training checkpoint or "
                          "state dict); with --quick, several ('shipped' names the installed weights)")
     ap.add_argument("--quick", action="store_true",
                     help="only print the real-photo, ambiguity and everything-mode figures of each checkpoint")

@@ -4,7 +4,8 @@ Each model name maps to a :class:`SamConfig`. The official configurations (``vit
 ``vit_h``) and MobileSAM's ``vit_t`` match the official repositories parameter for parameter, so
 their checkpoints load with ``strict=True``. ``tiny`` is samkit's own small model for CPU
 teaching: SAM's prompt encoder and mask decoder, a fraction of the width, on a small convolutional image
-encoder; ``tiny_v1`` (a small ViT) is the model it grew from, ``tiny_hq`` an experiment on top of that.
+encoder; ``tiny_v1`` (a small ViT) and ``tiny_v2`` (``tiny`` without its attention blocks) are the models it
+grew from, ``tiny_wide`` and ``tiny_hq`` experiments on the way.
 """
 from __future__ import annotations
 
@@ -135,43 +136,43 @@ CONFIGS = {
                                           global_attn_indexes=(7, 15, 23, 31))),
     "vit_t": SamConfig("vit_t", TinyViTConfig()),
     # samkit's embedded CPU model, the one ``load_model("tiny")`` gives: ``tiny_v1``'s prompt encoder and
-    # 96-wide decoder on a convolutional encoder (``conv_encoder.ConvEncoder``, 4.2 M parameters; 4.6 M in
-    # all): residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official
-    # models' grid, 8 input pixels per cell where ``tiny_v1`` has 16): an encoder that trains on a CPU
-    # faster than a ViT and sees finer detail. It grows from tiny_v1's prompt encoder and decoder
-    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml`` at 256 px and
-    # ``configs/tiny_phase6_512.yaml`` at its own 512 px, then ``configs/tiny_min3.yaml`` with the paper's
-    # min-over-three ambiguity loss). Its single-mask token draws a box worse than its best multimask output, so
-    # it uses SAM 2's single-mask rule (above).
+    # 96-wide decoder on a convolutional encoder (``conv_encoder.ConvEncoder``; 5.85 M parameters in all):
+    # residual stages at strides 4, 8, 16, 32 merged into a 64 x 64 embedding at 512 px (the official models'
+    # grid, 8 input pixels per cell where ``tiny_v1`` has 16), an encoder that trains on a CPU faster than a
+    # ViT and sees finer detail; and two global-attention blocks over the deepest stage's 16 x 16 cells
+    # (``conv_encoder.ContextBlock``), because a stack of 3x3 convolutions sees a few hundred pixels and cannot
+    # join the parts of a large object. It is trained as ``tiny_v2`` (below, the same model without the
+    # context blocks) and then grown: ``configs/tiny_ctx.yaml`` (the blocks' output projections start at zero,
+    # so its step 0 predicts what ``tiny_v2`` does). Its single-mask token draws a box worse than its best
+    # multimask output, so it uses SAM 2's single-mask rule (above).
     "tiny": SamConfig(
         "tiny",
+        ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96,
+                          context_depth=2, context_heads=7),
+        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
+                      iou_head_hidden_dim=96, dynamic_multimask_via_stability=True),
+    ),
+    # ``tiny`` without the context blocks (4.2 M encoder parameters, 4.6 M in all), the embedded model before
+    # them and the stage ``tiny`` grows from. It grows from tiny_v1's prompt encoder and decoder
+    # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml`` at 256 px,
+    # ``configs/tiny_phase6_512.yaml`` at its own 512 px, then ``configs/tiny_min3.yaml`` with the paper's
+    # min-over-three ambiguity loss).
+    "tiny_v2": SamConfig(
+        "tiny_v2",
         ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96),
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96, dynamic_multimask_via_stability=True),
     ),
-    # ``tiny`` with wider deep stages (stride 16: 224 channels, stride 32: 320; 8.2 M parameters in all):
+    # ``tiny_v2`` with wider deep stages (stride 16: 224 channels, stride 32: 320; 8.2 M parameters in all):
     # more capacity where the encoder sees whole objects, for little more compute (those stages see 1/16
-    # and 1/64 of the pixels). It grows from tiny's weights (``checkpoints.widen_state``: the new channels
-    # start with zero outgoing weights, so step 0 predicts what tiny does): ``samkit train configs/tiny_wide.yaml``.
+    # and 1/64 of the pixels). It grows from tiny_v2's weights (``checkpoints.widen_state``: the new channels
+    # start with zero outgoing weights, so step 0 predicts what tiny_v2 does): ``samkit train configs/tiny_wide.yaml``.
     # An experiment, not shipped: 567 steps scored no better on the real photos (figures in that config).
     "tiny_wide": SamConfig(
         "tiny_wide",
         ConvEncoderConfig(img_size=512, widths=(48, 96, 224, 320), depths=(1, 2, 3, 2), out_chans=96),
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96),
-    ),
-    # ``tiny`` plus two global-attention blocks over its deepest stage (``conv_encoder.ContextBlock``: the 16 x 16
-    # cells of stride 32 at 512 px; 1.2 M more parameters, 5.8 M in all): a 3x3-convolution stack sees a few
-    # hundred pixels, so at 512 px the encoder cannot join the parts of a large object (on the real photos one
-    # click on an object over 15% of its photo scores 0.28; phase 5's weights, trained at 256 px, scored 0.46).
-    # It grows from tiny's weights (the blocks' output projections start at zero, so step 0 predicts what tiny
-    # does): ``samkit train configs/tiny_ctx.yaml``. A candidate, not shipped (figures in that config).
-    "tiny_ctx": SamConfig(
-        "tiny_ctx",
-        ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96,
-                          context_depth=2, context_heads=7),
-        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
-                      iou_head_hidden_dim=96, dynamic_multimask_via_stability=True),
     ),
     # samkit's first embedded model (shipped until the convolutional ``tiny`` replaced it; its weights are
     # made by ``configs/tiny_v1*.yaml``): 512 px input, 16 px patches (a 32x32 embedding grid, 128x128 low-res
@@ -201,8 +202,9 @@ CONFIGS = {
 }
 
 MODEL_NAMES = tuple(CONFIGS)
-# samkit's own models that ship no weights: the embedded tiny's predecessor and its trials (configs/<name>.yaml)
-UNSHIPPED = ("tiny_wide", "tiny_ctx", "tiny_v1", "tiny_hq")
+# samkit's own models that ship no weights (the embedded tiny's predecessors and trials), each with the
+# config (configs/<name>.yaml) whose run ends with its weights
+UNSHIPPED = {"tiny_v2": "tiny_min3", "tiny_wide": "tiny_wide", "tiny_v1": "tiny_v1_phase4", "tiny_hq": "tiny_hq"}
 
 
 def get_config(name: str) -> SamConfig:

@@ -126,7 +126,7 @@ class ConvEncoder(nn.Module):
         for i, (w, d) in enumerate(zip(widths, depths)):
             self.stages.append(Stage(c_in, w, d, stem=i == 0))
             c_in = w
-        # global attention over the deepest stage's cells (``tiny_ctx``; ``tiny`` has none)
+        # global attention over the deepest stage's cells (``tiny``; ``tiny_v2`` has none)
         self.context = nn.ModuleList(ContextBlock(widths[-1], context_heads) for _ in range(context_depth))
         # lateral 1x1 projections of stages 2, 3, 4 (strides 8, 16, 32) to the embedding width
         self.lateral = nn.ModuleList(nn.Conv2d(w, out_chans, 1) for w in widths[1:])

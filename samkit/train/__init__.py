@@ -49,12 +49,13 @@ the images by ``(seed, epoch)``. So a resumed run continues exactly, and a run o
 (DDP) sees the same prompts as one process with the same total batch.
 
 Growing a model. ``grow_from: runs/tiny_v1_phase4/model.pth`` starts ``tiny_hq`` from tiny_v1's weights:
-the parameters the two share are copied, the detail path (zero-initialised) is new. The same for ``tiny``
-(another encoder design) copies the prompt encoder and mask decoder only; the convolutional encoder starts
-from random weights and learns under a decoder that already knows how to find the clicked object. Into a
-wider model of the same design (``tiny`` -> ``tiny_wide``) every layer keeps its weights in its first channels
-and the new channels start with zero outgoing weights (:func:`samkit.checkpoints.widen_state`), so the grown
-model predicts what the narrow one did until training moves it.
+the parameters the two share are copied, the detail path (zero-initialised) is new; ``tiny`` grows from
+``tiny_v2`` the same way (its context blocks are new). For ``tiny_v2`` (another encoder design than
+``tiny_v1``) it copies the prompt encoder and mask decoder only; the convolutional encoder starts from random
+weights and learns under a decoder that already knows how to find the clicked object. Into a wider model of
+the same design (``tiny_v2`` -> ``tiny_wide``) every layer keeps its weights in its first channels and the new
+channels start with zero outgoing weights (:func:`samkit.checkpoints.widen_state`), so the grown model
+predicts what the narrow one did until training moves it.
 
 Run it with :func:`train` (or ``samkit train CONFIG.yaml``; under ``torchrun`` for several
 processes).

@@ -71,14 +71,14 @@ class TrainConfig:
     the course and paper recipes (``configs/paper_vit_b.yaml`` lists the paper's values)."""
 
     # model
-    model: str = "tiny"  # vit_b | vit_l | vit_h | vit_t | tiny | tiny_wide | tiny_v1 | tiny_hq
+    model: str = "tiny"  # vit_b | vit_l | vit_h | vit_t | tiny | tiny_v2 | tiny_wide | tiny_v1 | tiny_hq
     # None: random init; "default": samkit.load_model's weights; or a path
     checkpoint: Optional[str] = None
     # grow a larger model from a smaller one: this model's weights (a name: samkit.load_model's weights; or
     # the path of a state dict, whose model is recognised from its keys) fill the parameters the two share
-    # (tiny_v1 -> tiny_hq); the new ones keep their initialisation. Layers that grew wider (tiny -> tiny_wide)
-    # keep the old weights in their first channels, and the new channels start unread
-    # (checkpoints.widen_state). Into another encoder design (tiny_v1 -> tiny) only the prompt encoder and
+    # (tiny_v1 -> tiny_hq, tiny_v2 -> tiny); the new ones keep their initialisation. Layers that grew wider
+    # (tiny_v2 -> tiny_wide) keep the old weights in their first channels, and the new channels start unread
+    # (checkpoints.widen_state). Into another encoder design (tiny_v1 -> tiny_v2) only the prompt encoder and
     # mask decoder carry over. Exclusive with checkpoint.
     grow_from: Optional[str] = None
     # lr multiplier of the parameters grow_from leaves new (they start at zero or at random; the rest is trained)

@@ -72,7 +72,7 @@ def build_training_model(cfg: TrainConfig) -> nn.Module:
             if source is None:
                 raise ValueError(f"field 'grow_from': {path} is not a samkit model's state dict ({evidence})")
         if type(get_config(source).encoder) is not type(config.encoder):
-            # another encoder design (tiny_v1 -> tiny): only the prompt encoder and mask decoder carry over
+            # another encoder design (tiny_v1 -> tiny_v2): only the prompt encoder and mask decoder carry over
             base = {k: v for k, v in base.items() if not k.startswith("image_encoder.")}
         result = checkpoints.load_into(model, base, strict=False, resize=True, widen=True)
         if result.unexpected_keys:

@@ -22,6 +22,13 @@ def model():
     return build_sam(get_config("tiny")).eval()
 
 
+@pytest.fixture(scope="module")
+def v2():
+    """tiny without its context blocks, the model tiny grows from."""
+    torch.manual_seed(1)
+    return build_sam(get_config("tiny_v2")).eval()
+
+
 def scene(size=256):
     image, masks = SceneGenerator(size=size, seed=5)(0)
     ys, xs = np.nonzero(masks[0])
@@ -45,7 +52,7 @@ def test_config_has_the_official_64_grid_at_512_px():
 
 def test_size_fits_the_embedded_budget(model):
     n = sum(p.numel() for p in model.parameters())
-    assert 3e6 < n < 5e6   # float32 weights under 20 MB
+    assert 3e6 < n < 6e6   # stored as float16 (samkit/assets/sam_tiny.pt): 12 MB, under the 20 MB budget
 
 
 def test_predictor_runs_and_fast_equals_plain(model):
@@ -74,7 +81,7 @@ def test_checkpoints_name_the_model(model, tmp_path):
     v1 = tmp_path / "v1.pth"
     torch.save(samkit.build_model("tiny_v1").state_dict(), v1)
     assert checkpoints.guess_model_name(torch.load(v1, weights_only=True))[0] == "tiny_v1"
-    with pytest.raises(FileNotFoundError, match="configs/tiny_v1.yaml"):
+    with pytest.raises(FileNotFoundError, match="configs/tiny_v1_phase4.yaml"):
         samkit.load_model("tiny_v1")
 
 
@@ -121,9 +128,16 @@ def test_cli_trains_the_tiny_config_then_resumes(tmp_path, capsys):
     assert cli.main(["train", str(CONFIGS / "tiny.yaml"), *overrides]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 1 and Path(summary["model"]).exists()
-    assert checkpoints.guess_model_name(torch.load(summary["model"], weights_only=True))[0] == "tiny"
+    # configs/tiny.yaml is the first convolutional phase: it trains tiny without its context blocks (tiny_v2)
+    assert checkpoints.guess_model_name(torch.load(summary["model"], weights_only=True))[0] == "tiny_v2"
     assert cli.main(["train", str(CONFIGS / "tiny.yaml"), *overrides, "--set", "max_steps=2", "--resume"]) == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    v2 = json.loads(capsys.readouterr().out)
+    assert v2["steps"] == 2
+    # the last phase grows the embedded tiny from it
+    overrides[1], overrides[3] = f"grow_from={v2['model']}", f"out_dir={tmp_path / 'ctx'}"
+    assert cli.main(["train", str(CONFIGS / "tiny_ctx.yaml"), *overrides, "--set", "stop_after=1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert checkpoints.guess_model_name(torch.load(summary["model"], weights_only=True))[0] == "tiny"
 
 
 def test_training_grows_tiny_from_tiny_v1_decoder(tmp_path):
@@ -140,12 +154,13 @@ def test_training_grows_tiny_from_tiny_v1_decoder(tmp_path):
     assert any(k.startswith("image_encoder.stages.") for k in grown)          # a fresh conv encoder
 
 
-def test_tiny_wide_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
-    """Widening adds channels whose outgoing weights start at zero: the grown model's masks equal tiny's."""
+def test_tiny_wide_grows_from_tiny_v2_and_predicts_what_it_does(v2, tmp_path):
+    """Widening adds channels whose outgoing weights start at zero: the grown model's masks equal tiny_v2's."""
     from samkit.train.config import TrainConfig
     from samkit.train.loop import build_training_model
 
-    path = tmp_path / "tiny.pth"
+    model = v2
+    path = tmp_path / "tiny_v2.pth"
     torch.save(model.state_dict(), path)
     wide = build_training_model(TrainConfig(model="tiny_wide", grow_from=str(path), train_parts="all")).eval()
     assert checkpoints.guess_model_name(wide.state_dict())[0] == "tiny_wide"
@@ -160,18 +175,22 @@ def test_tiny_wide_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
         checkpoints.load_into(model, wide.state_dict())
 
 
-def test_tiny_ctx_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
-    """The context blocks' output projections start at zero: the grown model's embedding equals tiny's, and
+def test_tiny_grows_from_tiny_v2_and_predicts_what_it_does(v2, tmp_path):
+    """The context blocks' output projections start at zero: the grown model's embedding equals tiny_v2's, and
     the new parameters, and only they, train at lr * new_lr_scale."""
     from samkit.train.config import TrainConfig
     from samkit.train.loop import build_training_model, param_groups
 
-    path = tmp_path / "tiny.pth"
+    model = v2
+    path = tmp_path / "tiny_v2.pth"
     torch.save(model.state_dict(), path)
-    cfg = TrainConfig(model="tiny_ctx", grow_from=str(path), train_parts="all", new_lr_scale=10.0)
+    cfg = TrainConfig(model="tiny", grow_from=str(path), train_parts="all", new_lr_scale=10.0)
     ctx = build_training_model(cfg).eval()
-    assert checkpoints.guess_model_name(ctx.state_dict())[0] == "tiny_ctx"
-    assert checkpoints.guess_model_name(model.state_dict())[0] == "tiny"
+    assert checkpoints.guess_model_name(ctx.state_dict())[0] == "tiny"
+    assert checkpoints.guess_model_name(model.state_dict())[0] == "tiny_v2"
+    # the old embedded weights do not load as tiny: the error names what they are
+    with pytest.raises(checkpoints.StateDictMismatchError, match="tiny_v2"):
+        checkpoints.load_into(samkit.build_model("tiny"), model.state_dict())
     assert ctx.grown_keys and all(k.startswith("image_encoder.context.") for k in ctx.grown_keys)
     x = torch.randn(1, 3, 512, 512)
     with torch.no_grad():
@@ -189,11 +208,11 @@ def test_tiny_ctx_grows_from_tiny_and_predicts_what_it_does(model, tmp_path):
     with torch.no_grad():
         assert (blk(f) - blk(g))[..., 0, 0].abs().max() > 1e-4
     with pytest.raises(ValueError, match="new_lr_scale"):
-        TrainConfig(model="tiny_ctx", new_lr_scale=0.0).validate()
+        TrainConfig(model="tiny", new_lr_scale=0.0).validate()
     with pytest.raises(ValueError, match="new_lr_scale.*grow_from"):
-        TrainConfig(model="tiny_ctx", new_lr_scale=10.0).validate()
-    with pytest.raises(FileNotFoundError, match="configs/tiny_ctx.yaml"):
-        samkit.load_model("tiny_ctx")
+        TrainConfig(model="tiny", new_lr_scale=10.0).validate()
+    with pytest.raises(FileNotFoundError, match="configs/tiny_min3.yaml"):
+        samkit.load_model("tiny_v2")
     with pytest.raises(ValueError, match="multiple of num_heads"):
         from samkit.model.conv_encoder import ContextBlock
         ContextBlock(100, 7)
