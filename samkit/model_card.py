@@ -524,9 +524,13 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
             f"`samkit train configs/{ph.get('name', '?')}.yaml`" for ph in phases)
         + " (each phase continues from the previous phase's weights with a fresh schedule on fresh scenes; "
         "a phase whose input side differs from the weights' resizes the position tables when it loads them"
-        + ("; the first `tiny` phase grows from `tiny_v1`'s weights: the prompt encoder and mask decoder carry "
-           "over, the convolutional encoder starts from random weights"
+        + ("; the first convolutional phase (`configs/tiny.yaml`) grows from `tiny_v1`'s weights: the prompt encoder "
+           "and mask decoder carry over, the convolutional encoder starts from random weights"
            if any(ph.get("config", {}).get("model") == "tiny_v1" for ph in phases) else "")
+        + ("; the last phase adds the encoder's attention blocks, whose output projections start at zero, so that "
+           "its first step predicts what the phase before left"
+           if len(phases) > 1 and phases[-1].get("config", {}).get("model") == "tiny"
+           and phases[-2].get("config", {}).get("model") == "tiny_v2" else "")
         + "), on a 2-core CPU, then `python -m samkit.model_card " + checkpoint + " --install "
         + (f"--textures-seen {' '.join(textures_seen)} " if textures_seen else "") + "--runs "
         + " ".join(f"runs/{ph.get('name', '?')}" for ph in phases) + "`, which measured every figure below.",
