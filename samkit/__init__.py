@@ -54,8 +54,8 @@ def load_model(name: str, checkpoint: Optional[Union[str, Path]] = None, device:
         elif name in UNSHIPPED:
             run = UNSHIPPED[name]
             raise FileNotFoundError(
-                f"{name} has no shipped weights; train it (`samkit train configs/{run}.yaml`, after the "
-                f"phases before it in `make train-tiny` where it has some) and pass checkpoint=runs/{run}/model.pth")
+                f"{name} has no shipped weights; train it (`samkit train configs/{run}.yaml`; its config names the "
+                f"weights it starts from) and pass checkpoint=runs/{run}/model.pth")
         else:  # downloaded or cached, its SHA-256 checked before the first use
             checkpoint = checkpoints.checkpoint_path(name, download=download)
     model = build_model(name)
