@@ -5,8 +5,10 @@ For each object, the tight box is decoded with all four mask tokens, and its int
 
 * box: mask token 0 (SAM 1's single mask), the multimask output with the highest predicted IoU, SAM 2's
   single-mask rule (:meth:`samkit.model.MaskDecoder.single_mask`: token 0 when stable), and the best of the four;
-* first click: the mask chosen by the IoU head (SAM's rule), the most stable, the largest, the middle-sized, the
-  smallest, and the best of the three (the oracle).
+* first click: the mask chosen by the IoU head (SAM's rule), the most stable, the one that agrees best with its own
+  cut along the photo's edges (the IoU between the mask and :func:`samkit.refine.grabcut_refine`'s answer from it:
+  evidence from the picture itself rather than from the IoU token), the largest, the middle-sized, the smallest, and
+  the best of the three (the oracle).
 
     OMP_NUM_THREADS=2 python benchmarks/mask_choice.py                 # the embedded tiny (about a minute)
     OMP_NUM_THREADS=2 python benchmarks/mask_choice.py --checkpoint runs/tiny_phase5/model.pth
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 BOX = ("token 0", "most confident of 1-3", "single-mask rule", "best of 4")
-CLICK = ("IoU head", "most stable", "largest", "middle", "smallest", "best of 3")
+CLICK = ("IoU head", "most stable", "agrees with its cut", "largest", "middle", "smallest", "best of 3")
 
 
 def score_objects(predictor, data: List[Dict]) -> List[Dict]:
@@ -32,6 +34,7 @@ def score_objects(predictor, data: List[Dict]) -> List[Dict]:
     from samkit.amg_utils import stability_score
     from samkit.data.photos import tight_boxes
     from samkit.evaluate import first_click, mask_iou
+    from samkit.refine import grabcut_refine
 
     decoder = predictor.model.mask_decoder
     threshold = float(predictor.model.mask_threshold)
@@ -57,9 +60,14 @@ def score_objects(predictor, data: List[Dict]) -> List[Dict]:
             areas = click["masks"].reshape(3, -1).sum(1)
             order = np.argsort(areas)
             ci = click["ious"]
+            full = predictor.upscale_masks(logits[None], return_logits=True)[0].cpu().numpy()
+            point = np.asarray(click["point"], dtype=np.float64).reshape(-1, 2)
+            agree = [mask_iou(grabcut_refine(item["image"], lg, points=point, labels=np.ones(len(point))), m)
+                     for lg, m in zip(full, click["masks"])]
             rows.append({"area": float(gt.mean()),
                          "box": [box_ious[0], box_ious[1 + int(iou[0, 1:].argmax())], box_ious[4], max(box_ious)],
-                         "click": [ci[click["confident"]], ci[int(np.argmax(stable))], ci[order[2]], ci[order[1]],
+                         "click": [ci[click["confident"]], ci[int(np.argmax(stable))], ci[int(np.argmax(agree))],
+                                   ci[order[2]], ci[order[1]],
                                    ci[order[0]], ci.max()]})
     return [{**r, "box": [float(v) for v in r["box"]], "click": [float(v) for v in r["click"]]} for r in rows]
 

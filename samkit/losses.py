@@ -13,7 +13,7 @@ trailing pixel dimensions and return a tensor of shape ``...``.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +100,8 @@ def iou_of_masks(pred_logits: torch.Tensor, gt: torch.Tensor,
 
 def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor,
              focal_weight: float = 20.0, dice_weight: float = 1.0, iou_weight: float = 1.0,
-             select_min: bool = True, iou_on_all: bool = True) -> Dict[str, torch.Tensor]:
+             select_min: bool = True, iou_on_all: bool = True, aux_gt: Optional[torch.Tensor] = None,
+             aux_weight: float = 0.0) -> Dict[str, torch.Tensor]:
     """The SAM training loss for ``B`` prompts with ``M`` predicted masks each.
 
     ``mask loss = focal_weight * focal + dice_weight * dice`` per mask. With ``M > 1`` (the three
@@ -124,6 +125,11 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor,
         gt: ``B x 1 x H x W`` (or ``B x H x W``) ground truth in the same frame as ``logits``, or
             ``B x M x H x W``, one target per mask (nested targets: each mask is supervised with its
             own, no min is taken and the mask loss is averaged over the ``M`` masks).
+        aux_gt: optional ``B x M x H x W``, one auxiliary target per mask (a click's nested masks, smallest /
+            middle / largest): ``aux_weight`` times each mask's loss against its own target, averaged over
+            the ``M`` masks, is added to the min-over-masks loss. With a small weight it breaks the tie
+            between the three outputs (which one becomes the subpart, the part, the whole) without taking
+            the min away.
 
     Returns:
         dict with scalar tensors ``loss`` (what to back-propagate), ``mask_loss``, ``focal``, ``dice``,
@@ -171,6 +177,13 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, gt: torch.Tensor,
         focal_pp = focal.gather(1, pick).squeeze(1)
         dice_pp = dice.gather(1, pick).squeeze(1)
     per_prompt = mask_pp + iou_weight * iou_mse_pp
+    if aux_gt is not None and aux_weight > 0:
+        if aux_gt.shape != logits.shape:
+            raise ValueError(f"sam_loss: aux_gt must be B x M x H x W like the logits {tuple(logits.shape)}, "
+                             f"got shape {tuple(aux_gt.shape)}")
+        aux = aux_gt.to(logits.dtype)
+        aux_pp = (focal_weight * focal_loss(logits, aux) + dice_weight * dice_loss(logits, aux)).mean(1)
+        per_prompt = per_prompt + aux_weight * aux_pp
     return {
         "loss": per_prompt.mean(),
         "mask_loss": mask_pp.mean(),

@@ -187,6 +187,37 @@ def _sample_bilinear(tex: np.ndarray, u: np.ndarray, v: np.ndarray, nearest: boo
     return top * (1 - dv) + bottom * dv
 
 
+def _object_light(rng: np.random.Generator, radius: float) -> Tuple[np.ndarray, float, np.ndarray]:
+    """One light over an object made of parts: a slope (per pixel, across the object), the strength of a
+    round shading, and where on the object (in radii from its centre) the light is brightest."""
+    slope = rng.normal(0, 0.5, 2) / max(radius, 1.0)
+    return slope.astype(np.float32), float(rng.uniform(0.25, 0.6)), rng.uniform(-0.5, 0.5, 2)
+
+
+def _lit(look, light: Tuple[np.ndarray, float, np.ndarray]):
+    """``look`` (an appearance function) under the object's one ``light`` (:func:`_object_light`)."""
+    slope, strength, spot = light
+
+    def appearance(rows: np.ndarray, cols: np.ndarray, centre: Tuple[float, float], radius: float) -> np.ndarray:
+        dy, dx = rows - centre[0], cols - centre[1]
+        factor = 1.0 + np.clip(slope[0] * dy + slope[1] * dx, -0.5, 0.5)
+        r = max(radius, 1.0)
+        r2 = ((dy / r - spot[0]) ** 2 + (dx / r - spot[1]) ** 2) / 2.0
+        factor = factor * (1.0 + 0.15 * strength - strength * np.minimum(r2, 1.0))
+        return look(rows, cols, centre, radius) * factor[:, None].astype(np.float32)
+
+    return appearance
+
+
+def _dyed(look, dye: np.ndarray):
+    """``look`` with its colour channels scaled by ``dye`` (the same material in another colour)."""
+
+    def appearance(rows: np.ndarray, cols: np.ndarray, centre: Tuple[float, float], radius: float) -> np.ndarray:
+        return look(rows, cols, centre, radius) * dye
+
+    return appearance
+
+
 class SceneGenerator:
     """Draws dead-leaves scenes with exact visible-instance masks, deterministically.
 
@@ -216,6 +247,11 @@ class SceneGenerator:
             are drawn as often as each scikit-image one. None (the default) leaves every scene as it was.
         photo_scope: where the ``texture_dir`` pictures may appear: ``"all"`` (the default) or ``"backdrop"``
             (the background and the large "stuff" regions only; objects keep scikit-image's textures).
+        coherent_parts: the chance that an object made of parts looks like one object, as a photo's subject
+            does, not like shapes of unrelated looks that happen to touch: one light falls on the whole
+            object (a shading across its outline, round or sloping, over every part), and each part after the
+            first is, with even odds, the first part's material in another dye (a shirt and trousers of the
+            same cloth) or a look of its own. 0 (the default) leaves every scene as it was.
 
     ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order
     (an object made of parts gives its parts' masks, each holding its subparts, then the whole object's).
@@ -225,7 +261,8 @@ class SceneGenerator:
                  min_objects: int = 8, max_objects: int = 50, min_area: Optional[int] = None,
                  composite_prob: float = 0.0, object_scale: Tuple[float, float] = (0.02, 0.35),
                  hero_prob: float = 0.0, min_visible: float = 0.0, hero_detail: float = 0.0,
-                 texture_dir: Optional[PathLike] = None, photo_scope: str = "all") -> None:
+                 texture_dir: Optional[PathLike] = None, photo_scope: str = "all",
+                 coherent_parts: float = 0.0) -> None:
         if size < 32:
             raise ValueError(f"size must be >= 32, got {size}")
         if not 1 <= min_objects <= max_objects:
@@ -262,6 +299,9 @@ class SceneGenerator:
         if not 0.0 <= hero_detail <= 1.0:
             raise ValueError(f"hero_detail must be in [0, 1], got {hero_detail}")
         self.hero_detail = float(hero_detail)
+        if not 0.0 <= coherent_parts <= 1.0:
+            raise ValueError(f"coherent_parts must be in [0, 1], got {coherent_parts}")
+        self.coherent_parts = float(coherent_parts)
 
     def preload(self) -> "SceneGenerator":
         """Load every texture of the pool now (the first scenes are otherwise slower)."""
@@ -574,10 +614,18 @@ class SceneGenerator:
                 parent.append(0)
             else:
                 local_parts = parts[ys - y0: ye - y0, xs - x0: xe - x0]
+                coherent = self.coherent_parts > 0 and rng.random() < self.coherent_parts
+                light = _object_light(rng, float(radius)) if coherent else None
                 for p in range(1, len(parents)):
                     label[ys:ye, xs:xe][local_parts == p] = k + p - 1
                     drawn.append(int((local_parts == p).sum()))
-                    looks.append(look if p == 1 else self._colour_fn(rng))
+                    if p == 1:
+                        part_look = look
+                    elif coherent and rng.random() < 0.5:  # the first part's material, dyed
+                        part_look = _dyed(look, rng.uniform(0.45, 1.35, 3).astype(np.float32))
+                    else:
+                        part_look = self._colour_fn(rng)
+                    looks.append(part_look if light is None else _lit(part_look, light))
                     places.append(((cy, cx), float(radius)))
                     group.append(k)
                     parent.append(k + parents[p] - 1 if parents[p] > 0 else 0)

@@ -22,6 +22,8 @@ One training step, per image of the batch:
    single-mask token (paper §3, "Resolving ambiguity"). With ``nested_targets`` the three outputs
    of a first click get fixed roles instead: each is supervised with one of the masks that contain
    the click, smallest / middle / largest (subpart / part / whole), as SA-1B's nested masks allow.
+   With ``nested_weight`` those roles are only a tie-break: the min over the three stays, and each
+   output's loss against its own nested target is added at that weight.
 4. **Loss** (:func:`samkit.losses.sam_loss`): ``20 * focal + dice + IoU-MSE``, averaged over prompts
    and then over rounds; every round back-propagates (the fed-back mask is detached by default,
    ``detach_feedback``, so each round's gradient reaches the decoder through that round's own

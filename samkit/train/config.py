@@ -57,6 +57,7 @@ class DataConfig:
     # scenes: a folder of photos added to the texture pool; "photos": Debian's wallpapers (samkit.data.textures)
     texture_dir: Optional[str] = None
     photo_scope: str = "all"  # scenes: where texture_dir's photos appear: all | backdrop (background, stuff)
+    coherent_parts: float = 0.0  # scenes: share of objects made of parts under one light, parts of related dyes
     images_dir: str = "images"  # coco: image folder under root
     annotations: str = "annotations.json"  # coco: annotation file under root
     val_images_dir: Optional[str] = None
@@ -141,6 +142,9 @@ class TrainConfig:
     # contain the click, smallest / middle / largest (subpart / part / whole; all three the same mask
     # where only one contains it), instead of the min over the three against the sampled mask
     nested_targets: bool = False
+    # the same three targets as a tie-break beside the min over the three (losses.sam_loss's aux_gt): this
+    # weight times each output's loss against its own nested target is added; 0 leaves it out
+    nested_weight: float = 0.0
     loss_frame: str = "low_res"  # low_res | input
     # evaluation, checkpoints, logging
     eval_every: int = 0  # validate every N steps (0: only at the end); -1 never
@@ -345,6 +349,8 @@ _RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "focal_weight": (0, math.inf, True, False),
     "dice_weight": (0, math.inf, True, False),
     "iou_weight": (0, math.inf, True, False),
+    "nested_weight": (0, math.inf, True, False),
+    "data.coherent_parts": (0, 1, True, True),
     "eval_every": (-1, math.inf, True, False),
     "ckpt_every": (0, math.inf, True, False),
     "log_every": (1, math.inf, True, False),

@@ -51,13 +51,13 @@ class _SceneItems:
     def __init__(self, size: int, seed: int, start: int, count: int, composite_prob: float = 0.0,
                  object_scale: Tuple[float, float] = (0.02, 0.35), hero_prob: float = 0.0,
                  min_visible: float = 0.0, hero_detail: float = 0.0, texture_dir: Optional[str] = None,
-                 photo_scope: str = "all") -> None:
+                 photo_scope: str = "all", coherent_parts: float = 0.0) -> None:
         from samkit.data.synthetic import SceneGenerator
 
         self.generator = SceneGenerator(size=size, seed=seed, composite_prob=composite_prob,
                                         object_scale=tuple(object_scale), hero_prob=hero_prob,
                                         min_visible=min_visible, hero_detail=hero_detail, texture_dir=texture_dir,
-                                        photo_scope=photo_scope)
+                                        photo_scope=photo_scope, coherent_parts=coherent_parts)
         self.start, self.count = start, count
 
     def __len__(self) -> int:
@@ -89,9 +89,10 @@ def _scenes(data: DataConfig) -> Tuple[Any, Any]:
     n = data.n_images if data.n_images is not None else 64
     return (
         _SceneItems(data.image_size, data.seed, 0, n, data.composite_prob, data.object_scale, data.hero_prob,
-                    data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope),
+                    data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope, data.coherent_parts),
         _SceneItems(data.image_size, data.seed, n, data.n_val, data.composite_prob, data.object_scale,
-                    data.hero_prob, data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope),
+                    data.hero_prob, data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope,
+                    data.coherent_parts),
     )
 
 

@@ -213,11 +213,13 @@ class InteractiveLoss(nn.Module):
                 out = sam_loss(
                     self._logits_frame(low_res),
                     iou_pred,
-                    st["nested"] if nested else st["target"],
+                    st["nested"] if nested and cfg.nested_targets else st["target"],
                     cfg.focal_weight,
                     cfg.dice_weight,
                     cfg.iou_weight,
                     iou_on_all=cfg.iou_on_all,
+                    aux_gt=st["nested"] if nested and not cfg.nested_targets else None,
+                    aux_weight=cfg.nested_weight,
                 )
                 n = float(len(g.owner))
                 loss_sum = loss_sum + out["per_prompt"].sum()
@@ -296,7 +298,7 @@ def prompt_image(
             gt[is_box_dev], cfg.box_noise_std, cfg.box_max_noise * img_size / 1024, generator
         )
     nested = None
-    if cfg.nested_targets and (~is_box).any():
+    if (cfg.nested_targets or cfg.nested_weight > 0) and (~is_box).any():
         nested = nested_targets(record.masks.to(device), points[:, 0], cfg.min_mask_area)
     return PromptedImage(gt, is_box_dev, points, boxes, record.input_size, generator, nested)
 

@@ -152,3 +152,32 @@ def test_detailed_subjects_have_more_parts_and_leave_other_scenes_alone():
     assert sum(n_detailed) > 1.3 * sum(n_plain)
     with pytest.raises(ValueError, match="hero_detail"):
         SceneGenerator(64, hero_detail=2.0)
+
+
+def test_coherent_parts_share_one_light_and_leave_other_scenes_alone():
+    from samkit.data.synthetic import _dyed, _lit, _object_light
+
+    kw = dict(size=128, seed=6, composite_prob=0.8, hero_prob=1.0, object_scale=(0.02, 0.45))
+    plain = SceneGenerator(**kw)
+    assert np.array_equal(plain(0)[0], SceneGenerator(**kw, coherent_parts=0.0)(0)[0])
+    coherent = SceneGenerator(**kw, coherent_parts=1.0)
+    a, b = coherent(3), coherent(3)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # deterministic in (seed, index)
+
+    # the light is one function of the position on the object: two parts of a flat grey look meet
+    # without a step, yet the object is shaded across its outline
+    def grey(rows, cols, centre, radius):
+        return np.full((len(rows), 3), 0.5, dtype=np.float32)
+
+    light = _object_light(np.random.default_rng(0), 40.0)
+    left, right = _lit(grey, light), _lit(_dyed(grey, np.ones(3, dtype=np.float32)), light)
+    rows, cols = np.full(81, 64.0), np.arange(24.0, 105.0)
+    lit_left = left(rows[:40], cols[:40], (64.0, 64.0), 40.0)
+    lit_right = right(rows[40:], cols[40:], (64.0, 64.0), 40.0)
+    assert abs(float(lit_left[-1, 0] - lit_right[0, 0])) < 0.02
+    whole = np.concatenate([lit_left, lit_right])[:, 0]
+    assert whole.max() - whole.min() > 0.05
+    dyed = _dyed(grey, np.array([1.0, 0.5, 0.25], dtype=np.float32))(rows[:1], cols[:1], (64.0, 64.0), 40.0)
+    assert np.allclose(dyed, [[0.5, 0.25, 0.125]])
+    with pytest.raises(ValueError, match="coherent_parts"):
+        SceneGenerator(64, coherent_parts=1.5)

@@ -349,6 +349,34 @@ def test_sam_loss_with_one_target_per_mask():
         sam_loss(logits, torch.ones(1, 3), gt[:, :2])
 
 
+def test_nested_tie_break_adds_to_the_min():
+    from samkit.losses import sam_loss
+
+    gt = torch.zeros(1, 3, 8, 8)
+    gt[0, 0, :2, :2] = 1
+    gt[0, 1, :4] = 1
+    gt[0, 2] = 1
+    logits = (gt * 2 - 1) * 10                     # output m right for nested target m
+    main = gt[:, 2:3]                              # the sampled mask: the whole
+    plain = sam_loss(logits, torch.ones(1, 3), main)
+    ordered = sam_loss(logits, torch.ones(1, 3), main, aux_gt=gt, aux_weight=0.5)
+    swapped = sam_loss(logits.flip(1), torch.ones(1, 3), main, aux_gt=gt, aux_weight=0.5)
+    # the min over the three is unchanged (output 2, then output 0 after the flip, is right for the whole)
+    assert plain["mask_loss"] < 1e-3 and ordered["mask_loss"] < 1e-3 and swapped["mask_loss"] < 1e-3
+    assert ordered["loss"] - plain["loss"] < 1e-3   # the roles as ordered cost nothing more
+    assert swapped["loss"] > plain["loss"] + 1.0    # the roles reversed are charged
+    assert torch.equal(ordered["selected"], plain["selected"])
+    with pytest.raises(ValueError, match="aux_gt"):
+        sam_loss(logits, torch.ones(1, 3), main, aux_gt=gt[:, :2], aux_weight=0.5)
+
+
+def test_training_with_nested_tie_break_runs(tmp_path):
+    cfg = tiny_config(tmp_path, train_parts="decoder", nested_weight=0.25, box_prob=0.0, masks_per_image=3,
+                      data=dict(composite_prob=1.0, hero_prob=1.0, image_size=128))
+    result = train(cfg)
+    assert result.steps == 2 and np.isfinite(result.history[-1]["loss"])
+
+
 def test_training_with_nested_targets_runs(tmp_path):
     cfg = tiny_config(tmp_path, train_parts="decoder", nested_targets=True, box_prob=0.0, masks_per_image=3,
                       data=dict(composite_prob=1.0, hero_prob=1.0, image_size=128))
