@@ -13,8 +13,10 @@ For each object, the tight box is decoded with all four mask tokens, and its int
     OMP_NUM_THREADS=2 python benchmarks/mask_choice.py                 # the embedded tiny (about a minute)
     OMP_NUM_THREADS=2 python benchmarks/mask_choice.py --checkpoint runs/tiny_phase5/model.pth
 
-Rows: the real-photo set (``samkit.data.photos.real_photo_dataset``), its objects over 15% of their photo, and
-held-out generated scenes (seed 1, the model card's). ``--json PATH`` also writes the per-object IoUs. Not a test.
+Then the sizes of a first click's three masks, as a share of the object's area (median): whether the model
+proposes the whole object at all. Rows: the real-photo set (``samkit.data.photos.real_photo_dataset``), its
+objects over 15% of their photo, and held-out generated scenes (seed 1, the model card's). ``--json PATH`` also
+writes the per-object IoUs. Not a test.
 """
 from __future__ import annotations
 
@@ -68,8 +70,10 @@ def score_objects(predictor, data: List[Dict]) -> List[Dict]:
                          "box": [box_ious[0], box_ious[1 + int(iou[0, 1:].argmax())], box_ious[4], max(box_ious)],
                          "click": [ci[click["confident"]], ci[int(np.argmax(stable))], ci[int(np.argmax(agree))],
                                    ci[order[2]], ci[order[1]],
-                                   ci[order[0]], ci.max()]})
-    return [{**r, "box": [float(v) for v in r["box"]], "click": [float(v) for v in r["click"]]} for r in rows]
+                                   ci[order[0]], ci.max()],
+                         "click_areas": (np.sort(areas) / max(int(gt.sum()), 1)).tolist()})
+    return [{**r, "box": [float(v) for v in r["box"]], "click": [float(v) for v in r["click"]],
+             "click_areas": [float(v) for v in r["click_areas"]]} for r in rows]
 
 
 def main() -> None:
@@ -96,6 +100,12 @@ def main() -> None:
         for name, rows in out.items():
             means = np.array([r[kind] for r in rows]).mean(0)
             print(f"| {name} | {len(rows)} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
+    print("\na first click's three masks, smallest to largest: median area as a share of the object's\n")
+    print("| data | objects | smallest | middle | largest |")
+    print("|---|---|---|---|---|")
+    for name, rows in out.items():
+        med = np.median(np.array([r["click_areas"] for r in rows]), axis=0)
+        print(f"| {name} | {len(rows)} | " + " | ".join(f"{v:.2f}" for v in med) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
