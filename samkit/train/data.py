@@ -48,16 +48,10 @@ class _ListItems:
 
 
 class _SceneItems:
-    def __init__(self, size: int, seed: int, start: int, count: int, composite_prob: float = 0.0,
-                 object_scale: Tuple[float, float] = (0.02, 0.35), hero_prob: float = 0.0,
-                 min_visible: float = 0.0, hero_detail: float = 0.0, texture_dir: Optional[str] = None,
-                 photo_scope: str = "all", coherent_parts: float = 0.0) -> None:
-        from samkit.data.synthetic import SceneGenerator
+    """Scenes ``start .. start + count - 1`` of a :class:`samkit.data.synthetic.SceneGenerator`."""
 
-        self.generator = SceneGenerator(size=size, seed=seed, composite_prob=composite_prob,
-                                        object_scale=tuple(object_scale), hero_prob=hero_prob,
-                                        min_visible=min_visible, hero_detail=hero_detail, texture_dir=texture_dir,
-                                        photo_scope=photo_scope, coherent_parts=coherent_parts)
+    def __init__(self, generator: Any, start: int, count: int) -> None:
+        self.generator = generator
         self.start, self.count = start, count
 
     def __len__(self) -> int:
@@ -86,14 +80,16 @@ def _texture_dir(data: DataConfig) -> Optional[str]:
 
 
 def _scenes(data: DataConfig) -> Tuple[Any, Any]:
+    """The training scenes, then the validation scenes after them, from one generator built from ``data``."""
+    from samkit.data.synthetic import SceneGenerator
+
+    generator = SceneGenerator(size=data.image_size, seed=data.seed, composite_prob=data.composite_prob,
+                               object_scale=tuple(data.object_scale), hero_prob=data.hero_prob,
+                               min_visible=data.min_visible, hero_detail=data.hero_detail,
+                               texture_dir=_texture_dir(data), photo_scope=data.photo_scope,
+                               coherent_parts=data.coherent_parts)
     n = data.n_images if data.n_images is not None else 64
-    return (
-        _SceneItems(data.image_size, data.seed, 0, n, data.composite_prob, data.object_scale, data.hero_prob,
-                    data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope, data.coherent_parts),
-        _SceneItems(data.image_size, data.seed, n, data.n_val, data.composite_prob, data.object_scale,
-                    data.hero_prob, data.min_visible, data.hero_detail, _texture_dir(data), data.photo_scope,
-                    data.coherent_parts),
-    )
+    return _SceneItems(generator, 0, n), _SceneItems(generator, n, data.n_val)
 
 
 def _sa1b(data: DataConfig) -> Tuple[Any, Any]:

@@ -333,13 +333,19 @@ def test_nested_targets_by_hand():
     assert [torch.equal(t[0, k], masks[i]) for k, i in enumerate((1, 0, 0))] == [True] * 3
 
 
-def test_sam_loss_with_one_target_per_mask():
-    from samkit.losses import sam_loss
-
+def _three_nested() -> torch.Tensor:
+    """``1 x 3 x 8 x 8``: a subpart (2 x 2) inside a part (4 rows) inside a whole (the frame)."""
     gt = torch.zeros(1, 3, 8, 8)
     gt[0, 0, :2, :2] = 1
     gt[0, 1, :4] = 1
     gt[0, 2] = 1
+    return gt
+
+
+def test_sam_loss_with_one_target_per_mask():
+    from samkit.losses import sam_loss
+
+    gt = _three_nested()
     logits = (gt * 2 - 1) * 10                     # each mask right for its own target
     out = sam_loss(logits, torch.ones(1, 3), gt)
     assert out["mask_loss"] < 1e-3 and out["iou_mse"] < 1e-6
@@ -352,10 +358,7 @@ def test_sam_loss_with_one_target_per_mask():
 def test_nested_tie_break_adds_to_the_min():
     from samkit.losses import sam_loss
 
-    gt = torch.zeros(1, 3, 8, 8)
-    gt[0, 0, :2, :2] = 1
-    gt[0, 1, :4] = 1
-    gt[0, 2] = 1
+    gt = _three_nested()
     logits = (gt * 2 - 1) * 10                     # output m right for nested target m
     main = gt[:, 2:3]                              # the sampled mask: the whole
     plain = sam_loss(logits, torch.ones(1, 3), main)
