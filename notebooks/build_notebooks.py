@@ -16,7 +16,8 @@ Stored outputs come from the full course configuration: ``make course`` executes
 ``python -m samkit.runner`` (the configuration ``make run`` uses), stores the outputs here with
 ``--from-run`` and builds the slides from the same run. ``clean_outputs`` keeps figures in true colour at their
 own resolution (PNG, or JPEG for large photographic figures), drops progress bars, widget state and papermill
-metadata, and refuses outputs holding machine-specific paths.
+metadata, writes each sentence of :mod:`samkit.narrate` again from the numbers stored with it (so a change of
+wording reaches the stored outputs without re-running), and refuses outputs holding machine-specific paths.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import nbformat
+
+from samkit import narrate
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -168,6 +171,9 @@ def clean_outputs(outputs: List[nbformat.NotebookNode], where: str = "") -> List
                 data.update(store_image(data.pop("image/png")))
             keep = {k: v for k, v in out.get("metadata", {}).items() if k == "samkit"}
             out["metadata"] = keep
+            if "narrate" in keep.get("samkit", {}) and "text/markdown" in data:
+                # a sentence is a function of its stored numbers: written again with samkit.narrate's wording
+                data["text/markdown"] = narrate.render(keep["samkit"])
         out.pop("transient", None)
         text = json.dumps({k: v for k, v in out.items() if k != "data"}) + json.dumps(
             {k: v for k, v in out.get("data", {}).items() if not k.startswith("image/")})

@@ -236,7 +236,7 @@ def calibration_figure(pairs: List[List[float]], out_path: Path) -> Path:
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    path = save_figure(fig, out_path, dpi=80)
+    path = save_figure(fig, out_path, dpi=120)
     plt.close(fig)
     return path
 
@@ -381,6 +381,8 @@ def demo_figures(model, out_dir: Path) -> List[Path]:
     from .viz import save_figure, show_box, show_mask, show_points
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in [*DEMO_PROMPTS, "coins"]:  # pictures of an earlier card, stored as PNG
+        (out_dir / f"{name}.png").unlink(missing_ok=True)
     predictor = Predictor(model)
     paths = []
     for name, objects in DEMO_PROMPTS.items():
@@ -395,24 +397,24 @@ def demo_figures(model, out_dir: Path) -> List[Path]:
             ax.imshow(image)
             show_mask(masks[k], ax)
             show_points(pt, np.array([1]), ax, marker_size=120)
-            ax.set_title(f"{obj}: 1 click (IoU pred {scores[k]:.2f})", fontsize=8)
+            ax.set_title(f"{obj}: 1 click (IoU pred {scores[k]:.2f})", fontsize=10)
             box = np.array(pr["box"], dtype=float)
             masks, scores, _ = predictor.predict(box=box, multimask_output=False)
             ax = axes[1, j]
             ax.imshow(image)
             show_mask(masks[0], ax)
             show_box(box, ax)
-            ax.set_title(f"{obj}: box", fontsize=8)
+            ax.set_title(f"{obj}: box", fontsize=10)
             masks, _, _ = predictor.predict(box=box, multimask_output=False, refine=True)
             ax = axes[2, j]
             ax.imshow(image)
             show_mask(masks[0], ax)
             show_box(box, ax)
-            ax.set_title(f"{obj}: box, cut along edges", fontsize=8)
+            ax.set_title(f"{obj}: box, cut along edges", fontsize=10)
         for ax in axes.flat:
             ax.axis("off")
         fig.tight_layout()
-        paths.append(save_figure(fig, out_dir / f"{name}.png", dpi=60))
+        paths.append(save_figure(fig, out_dir / f"{name}.jpg", dpi=100))
         plt.close(fig)
     # coins: one click at each coin's centre
     from .data.prompts import center_point
@@ -429,10 +431,10 @@ def demo_figures(model, out_dir: Path) -> List[Path]:
         show_mask(masks[int(np.argmax(scores))], axes[0])
         masks, _, _ = predictor.predict(box=_box(m), multimask_output=False)
         show_mask(masks[0], axes[1])
-    axes[0].set_title("coins: one click per coin (most confident of 3)", fontsize=9)
-    axes[1].set_title("coins: one box per coin", fontsize=9)
+    axes[0].set_title("coins: one click per coin (most confident of 3)", fontsize=10)
+    axes[1].set_title("coins: one box per coin", fontsize=10)
     fig.tight_layout()
-    paths.append(save_figure(fig, out_dir / "coins.png", dpi=60))
+    paths.append(save_figure(fig, out_dir / "coins.jpg", dpi=100))
     plt.close(fig)
     return paths
 
@@ -559,8 +561,10 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
         f"box filled (no model) | masks through a {grid} x {grid} grid |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, f in ((f"held-out generated scenes at {size} px (seed {HELD_OUT_SEED}), all objects", s),
-                     (f"the same scenes, objects of at least {TRAIN_MIN_AREA} px (those it trains on)", g),
+    for label, f in ((f"held-out generated scenes at {size} px (seed {HELD_OUT_SEED}), all objects "
+                      f"(the first {s['objects']} in scene order)", s),
+                     (f"the same scenes, objects of at least {TRAIN_MIN_AREA} px (those it trains on; the first "
+                      f"{g['objects']} of those)", g),
                      ("real photo `coins` (never seen; ground truth derived from the photo)", c)):
         lines.append(f"| {label} | {f['objects']} | {f['1pt_oracle']:.3f} | {f['1pt_confident']:.3f} | "
                      f"{f['3pt']:.3f} | {f['5pt']:.3f} | {f['box_mIoU']:.3f} | {f['box_fill_mIoU']:.3f} | "
@@ -675,8 +679,9 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
          + " and ".join(f"`{t}`" for t in textures_seen) + " joined that list: crops of "
          + ("that photo" if len(textures_seen) == 1 else "those photos")
          + " appeared as textures in their training scenes, which may flatter the figures of their objects. ")
-        + "Top row: one click (red star); middle row: a box; bottom row: the same box with the mask cut along the "
-          "photo's edges (`refine=True`).",
+        + "In each photo's picture, top row: one click (green star) and the most confident of its three masks; "
+          "middle row: a box; bottom row: the same box with the mask cut along the photo's edges (`refine=True`). "
+          "`coins`: one click per coin (left) and one box per coin (right).",
         "",
     ]
     lines += [f"![{p.stem}](card/{p.name})" for p in pictures]

@@ -249,8 +249,9 @@ def parameter_split(rows: List[Dict[str, Any]]) -> str:
     shares = [r["image encoder (M)"] / r["total (M)"] for r in official]
     light_text = (f"{min(light):.1f}" if f"{min(light):.1f}" == f"{max(light):.1f}" else
                   f"{min(light):.1f}-{max(light):.1f}")
-    return (f"In the official models the prompt encoder and mask decoder together hold {light_text} M parameters "
-            f"whatever the encoder; the image encoder is {pct(min(shares), 1)}-{pct(max(shares), 1)} of the total.")
+    return (f"In Meta's three models (ViT-B, ViT-L, ViT-H) the prompt encoder and mask decoder together hold "
+            f"{light_text} M parameters whatever the encoder; the image encoder is {pct(min(shares), 1)}-"
+            f"{pct(max(shares), 1)} of the total.")
 
 
 def timing(model: str, device: str, encoder_s: float, decoder_s: float, predict_s: float,
@@ -332,8 +333,8 @@ def decoder_training(before: float, after: float, upper: float, before_confident
                 f"through its focal term: the dice term stayed at {num(dice_last)} (1 is no overlap)"
                 + (f" and its last-round masks overlap the masks it trains on with IoU {num(train_iou_last)}"
                    if train_iou_last is not None else "")
-                + ". The decoder found the loss's cheapest answer for small objects, to mark almost nothing (the "
-                "'small object missed' case of section 2), rather than fitting the masks. ")
+                + ". It lowered the loss on the many background pixels, which the focal term counts, without "
+                "finding the objects, which the dice term counts (the 'small object missed' case of section 2). ")
     elif loss_last < 0.8 * loss_first:
         text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} over {steps} steps: the decoder "
                 "learns to fit the masks it is trained on. ")
@@ -350,9 +351,9 @@ def decoder_training(before: float, after: float, upper: float, before_confident
                  f"the {num(gap)} between a random and a trained decoder. In {steps} steps of one image a decoder "
                  "that starts from random weights has seen too few prompts to learn what a mask is")
         if area_after > 3 * area_objects and missed:
-            text += (f". Nor does its IoU head help: for a held-out click, the mask it ranks first "
-                     f"covers {pct(area_after)} of the image on average (the objects "
-                     f"{pct(area_objects, 1)}; before training {pct(area_before)}).")
+            text += (f". On a held-out click it does not mark the object either: the mask it ranks first covers "
+                     f"{pct(area_after)} of the image on average (the objects {pct(area_objects, 1)}; before training "
+                     f"{pct(area_before)}), a mask that contains the object and everything around it.")
         elif area_after > 3 * area_objects:
             text += (f": its chosen masks cover {pct(area_after)} of the image on average (the objects "
                      f"{pct(area_objects, 1)}; before training {pct(area_before)}), so it marks most of the image "
@@ -440,6 +441,9 @@ def clicks(name: str, n_points: List[int], oracle: List[float], confident: List[
         text += (f"More clicks **lower** it: the model gets worse as corrective clicks and its own previous mask are "
                  f"fed back (its largest drop is {num(-min(steps))} in one step). It was not trained well enough on "
                  "multi-click refinement to use them.")
+    elif abs(last - first) <= 0.02 and max(first, oracle[0]) >= 0.9:
+        text += (f"More clicks leave it about where it was: one click already reaches {num(first)}, so the "
+                 "corrective clicks have little left to fix.")
     elif abs(last - first) <= 0.02:
         text += "More clicks leave it about where it was: this model does not use the extra clicks."
     else:
@@ -666,3 +670,19 @@ def click_summary(model: str, weights: str, refine: bool = False) -> str:
             "real photos they are rough; set `model = \"vit_b\"` in the parameters cell for Meta's weights. The "
             "interaction is the paper's either way: the first click is ambiguous, so the model answers three times, "
             "and each further click narrows it down." + cut)
+
+
+def render(record: Dict[str, Any]) -> str:
+    """The sentence of a stored record, ``{"narrate": name, "data": {...}}`` (what ``Session.say`` keeps beside
+    the text in an output's metadata and in ``claims.json``), written again from its numbers by this module's
+    function ``name``: how a stored notebook or the slides take up a change of wording without re-running."""
+    name = record.get("narrate", "") if isinstance(record, dict) else ""
+    fn = globals().get(name)
+    if (not callable(fn) or name.startswith("_") or name in _FORMATTERS
+            or getattr(fn, "__module__", None) != __name__ or not isinstance(record.get("data"), dict)):
+        raise ValueError(f"not a samkit.narrate record: {record!r:.200}")
+    return fn(**record["data"])
+
+
+#: this module's functions that format a number, not a sentence about a result
+_FORMATTERS = frozenset({"pct", "num", "seconds", "render"})

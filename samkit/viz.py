@@ -274,12 +274,17 @@ def plot_curves(records: Union[PathLike, Iterable[Mapping[str, Any]]], keys: Opt
 
 
 def save_figure(fig: Any, path: PathLike, dpi: int = 120) -> Path:
-    """Write ``fig`` as a static PNG (parent folders created) and return the path."""
+    """Write ``fig`` as a static PNG, or as a JPEG (quality 88, for photographs) when ``path`` ends in ``.jpg``
+    or ``.jpeg`` (parent folders created), and return the path."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    if not jpeg and path.suffix.lower() != ".png":
         path = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
+    if jpeg:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", format="jpeg", pil_kwargs={"quality": 88})
+    else:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", format="png")
     return path
 
 

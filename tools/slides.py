@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from samkit import narrate
+
 PathLike = Union[str, Path]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +44,8 @@ DECK_FILE = SLIDES_DIR / "deck.py"
 TEMPLATE_DIR = SLIDES_DIR / "template"
 TEMPLATE_NAME = "samkit_reveal"
 REVEAL_DIR = SLIDES_DIR / "reveal.js"
+#: the speed table measured on the project's CPU, used when a run has no ``bench/speed.json`` of its own
+SHIPPED_BENCH = REPO / "benchmarks" / "results" / "speed_cpu.json"
 #: the files of the reveal.js npm package the deck uses (MIT licence, kept in ``slides/reveal.js``)
 REVEAL_FILES = ("LICENSE", "dist/reveal.js", "dist/reveal.css", "dist/theme/white.css")
 REVEAL_VERSION = "4.6.1"
@@ -52,8 +56,6 @@ QUOTE_LABEL = "Quoted from the paper"
 COURSE_LABEL = "From the course presentation"
 #: figures at least this many times wider than high go across the slide, under the text (not beside it)
 WIDE_FIGURE = 2.2
-#: rows of the model card's table that fit on its slide
-CARD_ROWS = 16
 #: the slides' design size in CSS pixels (reveal.js scales it to the window); every slide must fit in it
 SLIDE_SIZE = (1280, 800)
 
@@ -231,12 +233,20 @@ def _quotes_markdown(quoted: Sequence[Sequence[str]], paper: str) -> str:
     return "\n\n".join(blocks)
 
 
+_SECTION = re.compile(r"\b([Ss]ections?) (\d+(?:[-–]\d+)?)\b")
+
+
+def qualify_sections(text: str, number: str) -> str:
+    """A notebook's "section 2" on a slide, which has no sections: "notebook 03's section 2"."""
+    return _SECTION.sub(lambda m: f"notebook {number}'s {m.group(1).lower()} {m.group(2)}", text)
+
+
 def _table_markdown(record: Optional[NotebookRecord], name: str) -> Optional[str]:
     if record is None:
         return None
     md = record.out_dir / f"{name}.md"
     if md.is_file():
-        return md.read_text(encoding="utf-8").strip()
+        return qualify_sections(md.read_text(encoding="utf-8").strip(), record.number)
     csv_path = record.out_dir / f"{name}.csv"
     if csv_path.is_file():
         import csv
@@ -261,7 +271,8 @@ def _claims(record: Optional[NotebookRecord], name: str) -> Optional[List[str]]:
         claims = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the run's sentences ({exc})") from exc
-    said = [c["text"] for c in claims if isinstance(c, dict) and c.get("narrate") == name and "text" in c]
+    # written again from their numbers, so that the deck says what samkit.narrate says today
+    said = [narrate.render(c) for c in claims if isinstance(c, dict) and c.get("narrate") == name and "data" in c]
     return said or None
 
 
@@ -322,8 +333,12 @@ def _bench_markdown(path: Path) -> Optional[str]:
             f"| {r.get('row', '?')} | {r.get('unit', '')} | {num(r.get('official'))} | "
             f"{num(r.get('samkit'))} | {num(r.get('ratio'))} |"
         )
+    try:
+        shown = path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        shown = path.name
     where = (
-        f"measured by benchmarks/bench_speed.py ({path}) on {meta.get('cpu', 'unknown CPU')}, "
+        f"measured by benchmarks/bench_speed.py ({shown}) on {meta.get('cpu', 'unknown CPU')}, "
         f"{meta.get('threads', '?')} threads, torch {meta.get('torch', '?')}, "
         f"{meta.get('time', '')}; "
         "ViT-B with random weights (speed does not depend on the weights)"
@@ -331,27 +346,51 @@ def _bench_markdown(path: Path) -> Optional[str]:
     return "\n".join(out) + f'\n\n<p class="provenance">{_escape(where)}</p>'
 
 
+#: the model card's data sets on its slide: figures.json key -> row label (real photos first: they are the test)
+CARD_DATA = (
+    ("real_photos", "real photos, never seen"),
+    ("real_photos_refined", "the same, masks cut along edges"),
+    ("coins", "real photo coins"),
+    ("scenes_large", "held-out generated scenes (objects of 512 px or more)"),
+)
+#: columns of that table: figures.json key -> header
+CARD_COLUMNS = (("objects", "objects"), ("1pt_oracle", "1 click, best of 3"),
+                ("1pt_confident", "1 click, most confident"), ("3pt", "3 clicks"), ("box_mIoU", "box"),
+                ("box_fill_mIoU", "box filled in (no model)"))
+
+
 def _card_markdown(path: Path) -> Optional[str]:
+    """The embedded model's card as one table of mIoU (one row per data set) and a line for the ambiguity and
+    everything-mode figures."""
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the model card figures: {exc}") from exc
-    out = ["| part | figure | value |", "|---|---|---|"]
-    rows = []
-    for section, values in data.items():
-        if not isinstance(values, dict):
-            continue
-        for key, value in values.items():
-            if isinstance(value, (dict, list)):
-                continue
-            shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-            rows.append(f"| {section} | {key} | {shown} |")
-    out += rows[:CARD_ROWS]
-    more = f"; {len(rows) - CARD_ROWS} more figures in samkit/assets/MODEL_CARD.md" if len(rows) > CARD_ROWS else ""
-    where = (f"from the embedded tiny model's card ({path.name}); evaluated on generated scenes and real photos"
-             f"{more}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the model card figures are not a mapping")
+
+    def cell(value: Any) -> str:
+        if isinstance(value, bool) or value is None:
+            return "–"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    out = ["| data | " + " | ".join(h for _, h in CARD_COLUMNS) + " |", "|---" * (len(CARD_COLUMNS) + 1) + "|"]
+    for key, label in CARD_DATA:
+        values = data.get(key)
+        if isinstance(values, dict):
+            out.append(f"| {label} | " + " | ".join(cell(values.get(k)) for k, _ in CARD_COLUMNS) + " |")
+    notes = []
+    amb, every = data.get("ambiguity"), data.get("everything")
+    if isinstance(amb, dict) and "rate" in amb:
+        notes.append(f"a click on a part gives both the part and the whole in {100 * amb['rate']:.0f}% of "
+                     f"{amb.get('cases', '?')} cases")
+    if isinstance(every, dict) and "recall" in every:
+        notes.append(f"everything mode with the official thresholds finds {100 * every['recall']:.0f}% of the "
+                     f"photos' {every.get('objects', '?')} objects")
+    where = ("mIoU from the embedded tiny model's card (" + path.name + "; samkit/assets/MODEL_CARD.md has the rest)"
+             + ("; " + "; ".join(notes) if notes else ""))
     return "\n".join(out) + f"\n\n<p class=\"provenance\">{_escape(where)}</p>"
 
 
@@ -433,7 +472,7 @@ def build_notebook(run: RunInfo, deck: Optional[List[Dict[str, Any]]] = None, pa
             if said is None:
                 parts.append(_missing(f"the sentence {ref}", number, record, run_name))
                 continue
-            parts.append("\n\n".join(said))
+            parts.append("\n\n".join(qualify_sections(t, number) for t in said))
             sources.append(number)
         if slide.get("quoted"):
             parts.append(_quotes_markdown(slide["quoted"], paper))
@@ -623,8 +662,8 @@ def build(
     """Build the deck from ``run`` (a folder, or ``"latest"`` in ``runs_dir``) into ``out``.
 
     The slides notebook goes to ``notebook_out`` (default ``<run>/slides.ipynb``, or next to ``out``
-    without a run). ``bench_json`` defaults to ``<runs_dir>/bench/speed.json``. Returns the HTML
-    path.
+    without a run). ``bench_json`` defaults to ``<runs_dir>/bench/speed.json``, or, where ``make bench`` has
+    not written one, the table committed in ``benchmarks/results/speed_cpu.json``. Returns the HTML path.
     """
     import nbformat
 
@@ -638,6 +677,8 @@ def build(
     info = read_run(run_dir)
     deck = load_deck(deck_file)
     bench = Path(bench_json) if bench_json is not None else Path(runs_dir) / "bench" / "speed.json"
+    if bench_json is None and not bench.is_file():
+        bench = SHIPPED_BENCH  # the table measured on the project's own CPU, committed with the benchmark
     nb = build_notebook(
         info,
         deck,

@@ -269,7 +269,7 @@ areas_at = {thr: int((logits[0] > thr).sum()) for thr in (-1.0, 0.0, 1.0)}
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.9), layout="constrained")
 for ax, thr in zip(axes[:3], (-1.0, 0.0, 1.0)):
     ax.imshow(image)
-    viz.show_mask(logits[0].numpy() > thr, ax)
+    viz.show_mask(logits[0].numpy() > thr, ax, color=(1.0, 0.85, 0.0), alpha=0.6)  # yellow: stands out on any scene
     viz.show_points(np.array([[x, y]]), np.array([1]), ax)
     ax.set_title(f"logits > {thr:+.0f}: {areas_at[thr]:,} px")
     ax.axis("off")

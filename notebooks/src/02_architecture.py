@@ -371,17 +371,21 @@ S.say(narrate.timing, model=S.model_name, device=str(S.device), encoder_s=t_enco
 # ## 7. The speed ladder: exact shortcuts, one rung at a time
 #
 # The encoder runs once per image; the kit makes every *click* cheap with shortcuts that change the order of
-# operations, not the result. Each rung below switches one more on (`samkit.speed.fast_paths`), times
-# `predictor.predict` on this machine and compares its logits with the plain rung, which computes in the
-# official code's order:
+# operations, not the result. Each rung below switches one more on (`samkit.speed.RUNGS`, the switches of
+# `samkit.fast.FastSam`), times `predictor.predict` on this machine and compares its logits with the plain rung,
+# which computes in the official code's order:
 #
+# * **the fast path itself**: without a mask input every prompt sees the same image side, so it enters the
+#   decoder's transformer once for all the prompts of a call (not once per prompt) until the first attention that
+#   mixes in the prompt; the mask upscaling works on the token layout; cropping the padding and resizing to the
+#   image are two matrix products;
 # * **attention folded into the few tokens**: in the decoder's cross-attentions one side is ~7 tokens and the
 #   other the whole image grid; instead of projecting every image token, the projection matrices are multiplied
 #   into the 7 tokens (a shift of all scores cancels in the softmax);
 # * **first layer kept between clicks**: with no mask input, the first layer's image-side projections are the same
 #   for every click on an image, so the second click computes them once and later clicks reuse them;
-# * **sparse post-processing**: upsampling the low-res logits, cropping the padding and resizing to the image are
-#   two small matrices with at most 3 non-zeros per row, applied in sparse form.
+# * **sparse post-processing**: those two resize matrices have at most 3 non-zeros per row; applied in sparse
+#   form they cost a fraction of the dense products.
 
 # %% tags=["nbval-ignore-output"]
 from samkit.speed import decoder_ladder, load_bench

@@ -292,8 +292,9 @@ S.save(fig, "predictions_before_after")
 # ## Summary
 #
 # * With the encoder frozen, training the decoder only needs each image's embedding once: steps are cheap.
-# * The interactive simulation (first prompt, error points, mask feedback) is what teaches the decoder to use
-#   several clicks and its own previous mask.
+# * The interactive simulation (first prompt, error points, mask feedback) is the paper's way of teaching the
+#   decoder to use several clicks and its own previous mask; a run this short cannot show its effect, which
+#   needs the many steps of notebook 04's fine-tuning or of the embedded model's training.
 # * Sections 4-6 measure how much of the original decoder a few steps on a few images recover in this run, and
 #   section 3 counts how far that is from the paper's scale: the paper's decoder saw every SA-1B image about
 #   twice. The next notebook asks how well a trained decoder transfers to a new domain (parked cars by day and

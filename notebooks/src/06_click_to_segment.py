@@ -18,8 +18,8 @@
 #
 # The interactive demo of the paper, inside the notebook. SAM splits the work in two:
 #
-# * the **image encoder** (the big ViT) turns the picture into an embedding **once** — the slow part, which the
-#   widget shows as *busy* while it runs;
+# * the **image encoder** (a ViT in Meta's models, a small convolutional network in the embedded `tiny`) turns
+#   the picture into an embedding **once** — the slow part, which the widget shows as *busy* while it runs;
 # * every click then only runs the **prompt encoder and the mask decoder** on that embedding — milliseconds, so
 #   the mask follows your clicks.
 #
@@ -31,7 +31,7 @@
 # | right click (or shift + click) | a **negative** point (red star): "not here" |
 # | drag | a **box** around the object |
 #
-# After the first click the model offers **three masks** (its answer to ambiguity: part, object, whole) with their
+# After the first click the model offers **three masks** (its answer to ambiguity: subpart, part, whole) with their
 # predicted IoU; pick one with the buttons. Later clicks refine the chosen mask: as in the official demo the
 # decoder then gets the previous low-resolution logits as a mask prompt and returns a single mask.
 # *Keep & next object* stores the mask in its own colour and starts another object; *Save* writes a PNG overlay

@@ -44,7 +44,8 @@ def test_card_written_from_a_checkpoint(tmp_path):
     assert not (out / "sam_tiny.pt").exists()  # installed only with --install
     figures = json.loads((out / "card" / "figures.json").read_text())
     assert 0 <= figures["scenes"]["1pt_oracle"] <= 1 and figures["scenes"]["objects"] <= 2
-    assert figures["coins"]["objects"] > 0 and len(list((out / "card").glob("*.png"))) >= 1
+    assert figures["coins"]["objects"] > 0 and (out / "card" / "coins.jpg").is_file()
+    assert "](card/coins.jpg)" in text and "(green star)" in text
     real = figures["real_photos"]
     assert real["images"] == 1 and real["objects"] >= 1 and 0 <= real["box_mIoU"] <= 1 and 0 <= real["iou_mae"] <= 1
     assert 0 <= figures["everything"]["recall"] <= 1 and figures["ambiguity"]["cases"] >= 0

@@ -90,6 +90,17 @@ def slide_html(page: str, title: str) -> str:
     return hits[0]
 
 
+RENDER = slides.narrate.render  # the real one, for the test of re-rendering
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sentences_as_written():
+    """The fake runs' sentences carry no numbers to write them from: the deck takes them as written."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(slides.narrate, "render", lambda record: record["text"])
+        yield
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
@@ -201,6 +212,39 @@ def test_slides_show_the_runs_sentences(built):
     for s in slides.load_deck():
         for ref in s.get("claims", []):
             assert f"Sentence {ref.split('/')[1]} of the run." in slide_html(page, s["title"]), (s["title"], ref)
+
+
+def test_slides_write_the_runs_sentences_again_from_their_numbers(tmp_path, monkeypatch):
+    """A sentence on a slide is samkit.narrate's wording of today, written from the numbers the run stored
+    (not the text the run printed), and its "section N" names the notebook the section is in."""
+    monkeypatch.setattr(slides.narrate, "render", RENDER)
+    data = {"name": "photos", "gain_1_to_3": 0.171}
+    record = slides.NotebookRecord("05_zero_shot", tmp_path, "ok")
+    (tmp_path / "claims.json").write_text(json.dumps([{"narrate": "people_clicks", "data": data,
+                                                       "text": "an older wording"}]))
+    assert slides._claims(record, "people_clicks") == [RENDER({"narrate": "people_clicks", "data": data})]
+    assert slides.qualify_sections("the case of section 2; sections 4-6 measure", "03") == \
+        "the case of notebook 03's section 2; notebook 03's sections 4-6 measure"
+    with pytest.raises(ValueError, match="not a samkit.narrate record"):
+        RENDER({"narrate": "pct", "data": {"x": 0.5}})
+
+
+def test_card_slide_is_a_table_of_data_sets(tmp_path):
+    """The embedded model's slide: one row per data set, real photos first, readable headers; the ambiguity and
+    everything-mode figures in its provenance line."""
+    figures = json.loads(slides.CARD_FIGURES.read_text())
+    md = slides._card_markdown(slides.CARD_FIGURES)
+    lines = md.splitlines()
+    assert lines[0].startswith("| data | objects | 1 click, best of 3 |") and "1pt_oracle" not in md
+    assert lines[2] == (f"| real photos, never seen | {figures['real_photos']['objects']} | "
+                        f"{figures['real_photos']['1pt_oracle']:.3f} | {figures['real_photos']['1pt_confident']:.3f}"
+                        f" | {figures['real_photos']['3pt']:.3f} | {figures['real_photos']['box_mIoU']:.3f} | "
+                        f"{figures['real_photos']['box_fill_mIoU']:.3f} |")
+    assert f"in {100 * figures['ambiguity']['rate']:.0f}% of {figures['ambiguity']['cases']} cases" in md
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a mapping"):
+        slides._card_markdown(tmp_path / "bad.json")
+    assert slides._card_markdown(tmp_path / "absent.json") is None
 
 
 def test_deck_quotes_the_paper_module():
