@@ -88,9 +88,10 @@ def test_nested_pairs_finds_parts_inside_wholes():
 
 
 def test_quick_table_scores_the_shipped_weights(capsys):
-    rows = model_card.quick_table(["shipped"], max_photos=1, ambiguity_scenes=1, scenes=1)
+    rows = model_card.quick_table(["shipped"], max_photos=1, ambiguity_scenes=1, scenes=1, ambiguity_coherent=1.0)
     printed = capsys.readouterr().out
     assert "| shipped |" in printed and "1 click oracle" in printed and "scenes: 1 click oracle, box" in printed
+    assert "drawn as one object (1)" in printed and rows[0]["ambiguity_coherent"]["cases"] >= 0
     (row,) = rows
     scenes = row["scenes"]
     assert scenes["objects"] >= 1 and 0 <= scenes["1pt_oracle"] <= 1 and 0 <= scenes["box_mIoU"] <= 1
