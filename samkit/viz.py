@@ -28,6 +28,7 @@ __all__ = [
     "plot_curves",
     "save_figure",
     "random_colors",
+    "distinct_colors",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -50,6 +51,19 @@ def random_colors(n: int, seed: int = 0) -> np.ndarray:
     """``n`` random RGB colours in [0, 1], bright enough to see on photos (n x 3)."""
     rng = np.random.default_rng(seed)
     return rng.uniform(0.15, 1.0, (n, 3))
+
+
+def distinct_colors(n: int) -> np.ndarray:
+    """``n`` RGB colours in [0, 1] that differ from each other (n x 3): matplotlib's ``tab10`` for up to 10, then
+    hues a golden angle apart. For a few objects in one picture, where random colours can coincide."""
+    if n <= 10:
+        from matplotlib import colormaps
+
+        return np.asarray(colormaps["tab10"].colors[:n], dtype=float).reshape(n, 3)
+    from matplotlib.colors import hsv_to_rgb
+
+    hues = (np.arange(n) * 0.381966) % 1.0
+    return hsv_to_rgb(np.stack([hues, np.full(n, 0.75), np.full(n, 0.95)], axis=1))
 
 
 # ----------------------------------------------------------------------------------------------

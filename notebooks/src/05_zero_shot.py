@@ -111,7 +111,7 @@ for cut in (False, True) if refine else (False,):
             ax = axes[row, col]
             ax.imshow(image)
             for k, (obj, prompt) in enumerate(DEMO_PROMPTS[name].items()):
-                colour = viz.random_colors(len(DEMO_PROMPTS[name]), seed=1)[k]
+                colour = viz.distinct_colors(len(DEMO_PROMPTS[name]))[k]
                 if kind == "point":
                     masks, scores, _ = predictor.predict(point_coords=np.array([prompt["point"]]),
                                                          point_labels=np.array([1]), refine=cut)

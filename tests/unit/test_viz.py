@@ -94,3 +94,11 @@ def test_plot_curves_from_records_and_csv(tmp_path):
     with pytest.raises(ValueError, match="nope"):
         viz.plot_curves(records, keys=["nope"])
     plt.close("all")
+
+
+def test_distinct_colors_differ():
+    for n in (1, 3, 10, 25):
+        c = viz.distinct_colors(n)
+        assert c.shape == (n, 3) and c.min() >= 0 and c.max() <= 1
+        gaps = np.abs(c[:, None] - c[None]).sum(-1) + np.eye(n) * 9
+        assert gaps.min() > 0.05, n  # no two alike
