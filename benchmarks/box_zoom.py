@@ -37,14 +37,9 @@ def crop_window(box: Sequence[float], shape: Tuple[int, ...], factor: float, min
             int(min(w, np.ceil(cx + side / 2))), int(min(h, np.ceil(cy + side / 2))))
 
 
-def _mask_box(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=float)
-
-
 def score(predictor, factors: Sequence[float]) -> List[Dict[str, float]]:
     """One row per object: its area share, and the IoU of each way of prompting."""
-    from samkit.data.photos import real_photo_dataset
+    from samkit.data.photos import real_photo_dataset, tight_boxes
     from samkit.data.prompts import center_point
     from samkit.evaluate import mask_iou
 
@@ -73,7 +68,7 @@ def score(predictor, factors: Sequence[float]) -> List[Dict[str, float]]:
                 if not best.any():  # nothing to zoom on: the first answer stands
                     row[f"click, crop {f:g}x"] = row["click"]
                     continue
-                a, b, e, d = crop_window(_mask_box(best), image.shape, f)
+                a, b, e, d = crop_window(tight_boxes(best[None])[0], image.shape, f)
                 predictor.set_image(np.ascontiguousarray(image[b:d, a:e]))
                 clicked, scores, _ = predictor.predict(point_coords=click - [a, b], point_labels=np.array([1]))
                 full = np.zeros((h, w), dtype=bool)
