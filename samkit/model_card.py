@@ -163,19 +163,27 @@ def nested_pairs(masks: np.ndarray, max_part_fraction: float = 0.9) -> List[tupl
 
 
 def ambiguity_rate(model, n_scenes: int = 24, size: Optional[int] = None, threshold: float = 0.6,
-                   seed: int = HELD_OUT_SEED, coherent_parts: float = 0.0) -> Dict:
+                   seed: int = HELD_OUT_SEED, coherent_parts: float = 0.0, clipart_prob: float = 0.0) -> Dict:
     """The paper's ambiguity on held-out objects made of parts: a click at the centre of a part; a success
     when one of the three masks matches the part and another one the whole object (IoU >= ``threshold``
     each). Returns ``rate``, ``cases`` and the share of cases where some mask matches the part / the whole.
     ``coherent_parts``: the share of those objects drawn as one object under one light, parts of related dyes
-    (:class:`~samkit.data.synthetic.SceneGenerator`'s option; 0, the card's figure, draws them as in training)."""
+    (:class:`~samkit.data.synthetic.SceneGenerator`'s option; 0, the card's figure, draws them as in training).
+    ``clipart_prob``: the share of them that are Noto's emoji split into their drawn parts (the generator's
+    option; fetched by :func:`samkit.data.clipart.fetch_clipart` when missing)."""
     from . import Predictor
     from .data.prompts import center_point
     from .data.synthetic import SceneGenerator
     from .evaluate import mask_iou
 
+    clipart_dir = None
+    if clipart_prob:
+        from .data.clipart import fetch_clipart
+
+        clipart_dir = fetch_clipart()
     gen = SceneGenerator(size=size or model.img_size, seed=seed, composite_prob=1.0,
-                         min_area=TRAIN_MIN_AREA, coherent_parts=coherent_parts)
+                         min_area=TRAIN_MIN_AREA, coherent_parts=coherent_parts, clipart_dir=clipart_dir,
+                         clipart_prob=clipart_prob)
     predictor = Predictor(model)
     hits = part_hits = whole_hits = cases = 0
     for i in range(n_scenes):
@@ -297,12 +305,14 @@ def scene_figures(model, n_scenes: int = 16, max_objects: int = 150, seed: int =
 
 def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Optional[int] = None,
                 ambiguity_scenes: int = 24, scenes: int = 16, scenes_seed: int = HELD_OUT_SEED,
-                refine: bool = False, ambiguity_coherent: float = 0.0) -> List[Dict]:
+                refine: bool = False, ambiguity_coherent: float = 0.0, ambiguity_clipart: float = 0.0
+                ) -> List[Dict]:
     """Score each checkpoint on the real photos (and ambiguity, everything mode): the numbers that choose
     the weights to ship. ``scenes`` held-out generated scenes add the same click and box figures where the
     model was trained (0: skip them). ``refine``: the real-photo masks refined with GrabCut.
     ``ambiguity_coherent`` > 0 adds the ambiguity on the same scenes with that share of their objects made of
-    parts drawn as one object (:func:`ambiguity_rate`'s ``coherent_parts``). Prints one row per checkpoint."""
+    parts drawn as one object (:func:`ambiguity_rate`'s ``coherent_parts``), ``ambiguity_clipart`` > 0 with that
+    share of them Noto's emoji (its ``clipart_prob``). Prints one row per checkpoint."""
     rows = []
     print("| weights | 1 click oracle | 1 click confident | 3 clicks | box | box filled | IoU MAE | IoU corr | "
           "ambiguity | everything: masks/photo, recall | scenes: 1 click oracle, box |")
@@ -316,6 +326,8 @@ def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Opt
         if ambiguity_coherent:
             r["ambiguity_coherent"] = ambiguity_rate(model, n_scenes=ambiguity_scenes,
                                                      coherent_parts=ambiguity_coherent)
+        if ambiguity_clipart:
+            r["ambiguity_clipart"] = ambiguity_rate(model, n_scenes=ambiguity_scenes, clipart_prob=ambiguity_clipart)
         r["everything"] = everything_figures(model, max_photos=max_photos) if everything else {}
         e = r["everything"]
         print(f"| {ck} | {r['1pt_oracle']:.3f} | {r['1pt_confident']:.3f} | {r['3pt']:.3f} | {r['box_mIoU']:.3f} | "
@@ -330,6 +342,10 @@ def quick_table(checkpoints: List[str], everything: bool = True, max_photos: Opt
         if ambiguity_coherent:
             c = r["ambiguity_coherent"]
             print(f"  ambiguity, objects made of parts drawn as one object ({ambiguity_coherent:g}): {c['rate']:.2f} "
+                  f"(part {c['part']:.2f}, whole {c['whole']:.2f}; {c['cases']})", flush=True)
+        if ambiguity_clipart:
+            c = r["ambiguity_clipart"]
+            print(f"  ambiguity, objects made of parts that are emoji ({ambiguity_clipart:g}): {c['rate']:.2f} "
                   f"(part {c['part']:.2f}, whole {c['whole']:.2f}; {c['cases']})", flush=True)
         rows.append({"checkpoint": ck, **{k: v for k, v in r.items() if k != "iou_pairs"}})
     return rows
@@ -719,6 +735,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--ambiguity-coherent", type=float, default=0.0, metavar="SHARE",
                     help="with --quick: also the ambiguity on those scenes with this share of their objects made of "
                          "parts drawn as one object (data.coherent_parts)")
+    ap.add_argument("--ambiguity-clipart", type=float, default=0.0, metavar="SHARE",
+                    help="with --quick: also the ambiguity on those scenes with this share of their objects made of "
+                         "parts drawn from Noto's emoji (data.clipart_prob; python -m samkit.data.clipart)")
     ap.add_argument("--scenes", type=int, default=16,
                     help="with --quick: held-out generated scenes for the in-domain click and box figures (0: skip)")
     ap.add_argument("--scenes-seed", type=int, default=HELD_OUT_SEED,
@@ -736,7 +755,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.quick:
         quick_table(args.checkpoint, everything=not args.no_everything, max_photos=args.photos,
                     ambiguity_scenes=args.ambiguity_scenes, scenes=args.scenes,
-                    scenes_seed=args.scenes_seed, refine=args.refine, ambiguity_coherent=args.ambiguity_coherent)
+                    scenes_seed=args.scenes_seed, refine=args.refine, ambiguity_coherent=args.ambiguity_coherent,
+                    ambiguity_clipart=args.ambiguity_clipart)
         return
     if len(args.checkpoint) != 1:
         ap.error("give one checkpoint (several only with --quick)")

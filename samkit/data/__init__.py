@@ -7,6 +7,7 @@
 * :class:`SceneGenerator`, :func:`generate_scenes`: generated SA-1B look-alikes (SA-1B itself may not be
   redistributed).
 * :func:`textures.fetch_photo_textures`: photo textures for the scenes (wallpapers from pinned Debian packages).
+* :func:`clipart.fetch_clipart`: objects made of parts for the scenes (Noto's emoji, from a pinned npm package).
 * :func:`generate_parking`: generated lots in NDISPark's layout.
 * :class:`BSDS500`, :func:`write_bsds_sample`: the edge-detection benchmark's layout.
 * :mod:`samkit.data.photos`: real photos held out of training, for zero-shot checks: 36 hand-outlined
@@ -15,7 +16,7 @@
 Every item is a dict: ``image`` H x W x 3 uint8 RGB, ``masks`` N x H x W bool, ``boxes`` N x 4 float XYXY
 (original image pixels), ``image_id``, ``file``.
 """
-from . import photos, prompts, textures
+from . import clipart, photos, prompts, textures
 from .bsds import BSDS500, download_bsds500, write_bsds_sample
 from .coco import COCOInstances
 from .parking import NDISPark, download_ndispark, generate_parking
@@ -26,6 +27,7 @@ __all__ = [
     "prompts",
     "photos",
     "textures",
+    "clipart",
     "BSDS500",
     "download_bsds500",
     "write_bsds_sample",

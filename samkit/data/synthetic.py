@@ -19,7 +19,9 @@ shape after all later shapes are drawn.
 * Objects made of parts (``composite_prob``): a silhouette with limbs, cut into parts of different
   appearance, with small subparts inside (a face, a label, a button), so that a click has the nested
   answers SA-1B's masks give (whole, part, subpart). The masks then nest: each part's mask holds its
-  subparts, and the whole object's mask holds its parts.
+  subparts, and the whole object's mask holds its parts. With ``clipart_dir`` / ``clipart_prob``, some of them
+  are drawings of real things (Noto's emoji: people, animals, cups, vehicles) split into their drawn parts
+  (:mod:`samkit.data.clipart`).
 
 Evaluation photos are kept out of training: the texture pool excludes by default every scikit-image photo
 that samkit evaluates on (:data:`DEFAULT_EXCLUDE`: ``coins``, ``astronaut``, ``camera``, ``chelsea``,
@@ -252,6 +254,12 @@ class SceneGenerator:
             object (a shading across its outline, round or sloping, over every part), and each part after the
             first is, with even odds, the first part's material in another dye (a shirt and trousers of the
             same cloth) or a look of its own. 0 (the default) leaves every scene as it was.
+        clipart_dir: a folder of emoji split into their drawn parts (:func:`samkit.data.clipart.fetch_clipart`
+            writes Noto's there): drawings of the things photos show (people, animals, cups, vehicles).
+        clipart_prob: the chance that an object made of parts is one of those drawings instead of
+            :meth:`_composite`'s random silhouette: its parts, subparts and whole are the drawing's, its
+            colours the drawing's under a texture's grain, a colour jitter and a light. 0 (the default)
+            leaves every scene as it was.
 
     ``generator(index) -> (image H x W x 3 uint8 RGB, masks N x H x W bool)``; masks in back-to-front order
     (an object made of parts gives its parts' masks, each holding its subparts, then the whole object's).
@@ -262,7 +270,8 @@ class SceneGenerator:
                  composite_prob: float = 0.0, object_scale: Tuple[float, float] = (0.02, 0.35),
                  hero_prob: float = 0.0, min_visible: float = 0.0, hero_detail: float = 0.0,
                  texture_dir: Optional[PathLike] = None, photo_scope: str = "all",
-                 coherent_parts: float = 0.0) -> None:
+                 coherent_parts: float = 0.0, clipart_dir: Optional[PathLike] = None,
+                 clipart_prob: float = 0.0) -> None:
         if size < 32:
             raise ValueError(f"size must be >= 32, got {size}")
         if not 1 <= min_objects <= max_objects:
@@ -302,6 +311,19 @@ class SceneGenerator:
         if not 0.0 <= coherent_parts <= 1.0:
             raise ValueError(f"coherent_parts must be in [0, 1], got {coherent_parts}")
         self.coherent_parts = float(coherent_parts)
+        if not 0.0 <= clipart_prob <= 1.0:
+            raise ValueError(f"clipart_prob must be in [0, 1], got {clipart_prob}")
+        self.clipart_prob = float(clipart_prob)
+        self.clipart_dir = clipart_dir
+        self.clipart: List[str] = []
+        if clipart_prob > 0:
+            if clipart_dir is None:
+                raise ValueError("clipart_prob > 0 needs clipart_dir (python -m samkit.data.clipart fetches it)")
+            from samkit.data.clipart import clipart_names
+
+            self.clipart = clipart_names(clipart_dir)
+            if not self.clipart:
+                raise ValueError(f"clip-art folder {clipart_dir} holds no drawing")
 
     def preload(self) -> "SceneGenerator":
         """Load every texture of the pool now (the first scenes are otherwise slower)."""
@@ -519,6 +541,54 @@ class SceneGenerator:
             return out[:0, :0], parents
         return out[ys.min():ys.max() + 1, xs.min():xs.max() + 1], parents
 
+    def _clipart(self, rng: np.random.Generator, radius: float) -> Tuple[np.ndarray, List[int], tuple]:
+        """A drawing of :attr:`clipart` about ``2 * radius`` across (its longer side), maybe mirrored.
+
+        Returns its local part map and ``parents`` as :meth:`_composite` does, and what its look needs:
+        ``(colours of the cropped drawing, scale in image pixels per drawing pixel, mirrored)``.
+        """
+        from samkit.data.clipart import load_clipart
+
+        art = load_clipart(self.clipart_dir, self.clipart[int(rng.integers(len(self.clipart)))])
+        ys, xs = np.nonzero(art.parts)
+        parts = art.parts[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        rgb = art.rgb[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        h, w = parts.shape
+        scale = 2.0 * radius * rng.uniform(0.9, 1.25) / max(h, w)
+        rows = np.minimum(((np.arange(max(1, round(h * scale))) + 0.5) / scale).astype(np.int64), h - 1)
+        cols = np.minimum(((np.arange(max(1, round(w * scale))) + 0.5) / scale).astype(np.int64), w - 1)
+        local = parts[rows[:, None], cols[None, :]]
+        mirrored = bool(rng.random() < 0.5)
+        if mirrored:
+            local = local[:, ::-1]
+        return np.ascontiguousarray(local), list(art.parents), (rgb, float(scale), mirrored)
+
+    def _clipart_look(self, rng: np.random.Generator, spec: tuple, top: int, left: int, width: int,
+                      radius: float):
+        """The appearance of a drawing placed with its local map's corner at ``(top, left)``: its own
+        colours, often under the grain of a texture, jittered, and in half the cases under one light."""
+        rgb, scale, mirrored = spec
+        grain = self._colour_fn(rng) if rng.random() < 0.6 else None
+        grain_strength = rng.uniform(0.2, 0.7)
+        brightness = rng.uniform(0.7, 1.3)
+        saturation = rng.uniform(0.5, 1.3)
+        perm = rng.permutation(3) if rng.random() < 0.2 else np.arange(3)
+
+        def appearance(rows: np.ndarray, cols: np.ndarray, centre: Tuple[float, float], r: float) -> np.ndarray:
+            x = cols - left
+            if mirrored:
+                x = width - 1 - x
+            col = _sample_bilinear(rgb, (x + 0.5) / scale - 0.5, (rows - top + 0.5) / scale - 0.5)[:, perm]
+            if grain is not None:
+                t = grain(rows, cols, centre, r).mean(axis=1)
+                col = col * (1.0 + grain_strength * (t / (t.mean() + 1e-3) - 1.0))[:, None]
+            grey = col.mean(axis=1, keepdims=True)
+            return (grey + saturation * (col - grey)) * brightness
+
+        if rng.random() < 0.5:
+            return _lit(appearance, _object_light(rng, radius))
+        return appearance
+
     @staticmethod
     def _paste(out: np.ndarray, shape: np.ndarray, cy: float, cx: float, value: int, where: np.ndarray) -> None:
         """Set ``out`` to ``value`` where ``shape``, centred at ``(cy, cx)``, covers a pixel of ``where``."""
@@ -578,10 +648,14 @@ class SceneGenerator:
         parent = [0]       # for a subpart's label, its part's label (0 otherwise)
         for index, radius in enumerate(radii):
             parts: Optional[np.ndarray] = None
+            art = None  # a drawing's colours, when the object is one (clipart_prob)
             composite_prob = max(self.composite_prob, 0.7) if index == hero else self.composite_prob
             if composite_prob and radius >= 0.05 * s and rng.random() < composite_prob:
-                detailed = index == hero and self.hero_detail > 0 and rng.random() < self.hero_detail
-                parts, parents = self._composite(rng, float(radius), detailed)
+                if self.clipart_prob and rng.random() < self.clipart_prob:
+                    parts, parents, art = self._clipart(rng, float(radius))
+                else:
+                    detailed = index == hero and self.hero_detail > 0 and rng.random() < self.hero_detail
+                    parts, parents = self._composite(rng, float(radius), detailed)
                 shape = parts > 0
             else:
                 shape = self._shape(rng, float(radius))
@@ -614,12 +688,14 @@ class SceneGenerator:
                 parent.append(0)
             else:
                 local_parts = parts[ys - y0: ye - y0, xs - x0: xe - x0]
-                coherent = self.coherent_parts > 0 and rng.random() < self.coherent_parts
+                if art is not None:
+                    look = self._clipart_look(rng, art, y0, x0, w, float(radius))
+                coherent = art is None and self.coherent_parts > 0 and rng.random() < self.coherent_parts
                 light = _object_light(rng, float(radius)) if coherent else None
                 for p in range(1, len(parents)):
                     label[ys:ye, xs:xe][local_parts == p] = k + p - 1
                     drawn.append(int((local_parts == p).sum()))
-                    if p == 1:
+                    if p == 1 or art is not None:
                         part_look = look
                     elif coherent and rng.random() < 0.5:  # the first part's material, dyed
                         part_look = _dyed(look, rng.uniform(0.45, 1.35, 3).astype(np.float32))

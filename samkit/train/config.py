@@ -58,6 +58,9 @@ class DataConfig:
     texture_dir: Optional[str] = None
     photo_scope: str = "all"  # scenes: where texture_dir's photos appear: all | backdrop (background, stuff)
     coherent_parts: float = 0.0  # scenes: share of objects made of parts under one light, parts of related dyes
+    # scenes: a folder of emoji split into parts; "noto": Noto's, fetched on first use (samkit.data.clipart)
+    clipart_dir: Optional[str] = None
+    clipart_prob: float = 0.0  # scenes: share of objects made of parts that are clipart_dir's drawings
     images_dir: str = "images"  # coco: image folder under root
     annotations: str = "annotations.json"  # coco: annotation file under root
     val_images_dir: Optional[str] = None
@@ -351,6 +354,7 @@ _RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "iou_weight": (0, math.inf, True, False),
     "nested_weight": (0, math.inf, True, False),
     "data.coherent_parts": (0, 1, True, True),
+    "data.clipart_prob": (0, 1, True, True),
     "eval_every": (-1, math.inf, True, False),
     "ckpt_every": (0, math.inf, True, False),
     "log_every": (1, math.inf, True, False),

@@ -79,6 +79,15 @@ def _texture_dir(data: DataConfig) -> Optional[str]:
     return data.texture_dir
 
 
+def _clipart_dir(data: DataConfig) -> Optional[str]:
+    """``data.clipart_dir``; ``"noto"`` names the fetched Noto emoji (fetched on first use)."""
+    if data.clipart_dir == "noto":
+        from samkit.data.clipart import fetch_clipart
+
+        return str(fetch_clipart())
+    return data.clipart_dir
+
+
 def _scenes(data: DataConfig) -> Tuple[Any, Any]:
     """The training scenes, then the validation scenes after them, from one generator built from ``data``."""
     from samkit.data.synthetic import SceneGenerator
@@ -87,7 +96,8 @@ def _scenes(data: DataConfig) -> Tuple[Any, Any]:
                                object_scale=tuple(data.object_scale), hero_prob=data.hero_prob,
                                min_visible=data.min_visible, hero_detail=data.hero_detail,
                                texture_dir=_texture_dir(data), photo_scope=data.photo_scope,
-                               coherent_parts=data.coherent_parts)
+                               coherent_parts=data.coherent_parts, clipart_dir=_clipart_dir(data),
+                               clipart_prob=data.clipart_prob)
     n = data.n_images if data.n_images is not None else 64
     return _SceneItems(generator, 0, n), _SceneItems(generator, n, data.n_val)
 

@@ -139,3 +139,17 @@ def test_install_writes_the_shipped_file_and_measures_its_rounded_weights(tmp_pa
             assert torch.equal(v, shipped[k].float()) and torch.equal(v, again.state_dict()[k]), k
             changed += not torch.equal(v, before[k])
     assert changed > 0  # the model now holds the rounded weights, not the ones it had
+
+
+def test_ambiguity_on_clipart_scenes(tmp_path, monkeypatch):
+    from samkit.data import clipart
+
+    from .test_data_clipart import _folder
+
+    folder = _folder(tmp_path)
+    monkeypatch.setattr(clipart, "fetch_clipart", lambda *a, **k: folder)  # no network: a drawing made here
+    model = samkit.load_model("tiny")
+    r = model_card.ambiguity_rate(model, n_scenes=2, size=128, clipart_prob=1.0)
+    plain = model_card.ambiguity_rate(model, n_scenes=2, size=128)
+    assert r["cases"] >= 1 and 0 <= r["whole"] <= 1 and 0 <= r["part"] <= 1
+    assert r != plain  # other scenes: their objects made of parts are the drawing
