@@ -28,6 +28,7 @@ import os
 import shutil
 import tarfile
 import xml.etree.ElementTree as ET
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -284,25 +285,25 @@ def clipart_names(folder: PathLike) -> List[str]:
     return sorted(json.loads(manifest.read_text())["parents"])
 
 
-_CACHE: Dict[Tuple[str, str], ClipArt] = {}
+@lru_cache(maxsize=256)  # about 1 MB a drawing: the most recently drawn ones stay in memory
+def _load(folder: str, name: str) -> ClipArt:
+    from PIL import Image
+
+    path = Path(folder).expanduser()
+    parents = json.loads((path / MANIFEST).read_text())["parents"][name]
+    with Image.open(path / f"{name}.png") as im:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+    with Image.open(path / f"{name}_parts.png") as im:
+        parts = np.asarray(im, dtype=np.int16)
+    if parts.max() >= len(parents):
+        raise ValueError(f"{path / name}_parts.png: part {parts.max()} but {len(parents) - 1} parts listed")
+    return ClipArt(np.ascontiguousarray(rgba[:, :, :3] * rgba[:, :, 3:]), parts, list(parents))
 
 
 def load_clipart(folder: PathLike, name: str) -> ClipArt:
-    """One emoji of a clip-art folder (cached in memory): colour on black outside, parts, parents."""
-    from PIL import Image
-
-    key = (str(folder), name)
-    if key not in _CACHE:
-        folder = Path(folder).expanduser()
-        parents = json.loads((folder / MANIFEST).read_text())["parents"][name]
-        with Image.open(folder / f"{name}.png") as im:
-            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-        with Image.open(folder / f"{name}_parts.png") as im:
-            parts = np.asarray(im, dtype=np.int16)
-        if parts.max() >= len(parents):
-            raise ValueError(f"{folder / name}_parts.png: part {parts.max()} but {len(parents) - 1} parts listed")
-        _CACHE[key] = ClipArt(np.ascontiguousarray(rgba[:, :, :3] * rgba[:, :, 3:]), parts, list(parents))
-    return _CACHE[key]
+    """One emoji of a clip-art folder (the last 256 read are kept in memory): colour on black outside, parts,
+    parents."""
+    return _load(str(folder), name)
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
