@@ -662,8 +662,9 @@ _WIDTH_TO_MODEL = {768: "vit_b", 1024: "vit_l", 1280: "vit_h", 192: "tiny_v1"}
 
 
 def _conv_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
-    """Which convolutional model (``tiny``, ``tiny_v2``, ``tiny_wide``) a state dict is, from its stages'
-    widths (read off the lateral projections of stages 2-4) and its number of context blocks."""
+    """Which convolutional model (``tiny``, ``tiny_v2``, ``tiny_wide``, ``tiny_cr``) a state dict is, from its
+    stages' widths (read off the lateral projections of stages 2-4), its number of context blocks and whether
+    its decoder has a coarse read-out."""
     from .model.configs import CONFIGS, ConvEncoderConfig
 
     widths = []
@@ -673,11 +674,13 @@ def _conv_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
             return "tiny", "a convolutional image encoder ('image_encoder.stages.*')"
         widths.append(int(state[key].shape[1]))
     blocks = {m.group(1) for k in state for m in [re.search(r"image_encoder\.context\.(\d+)\.", k)] if m}
-    evidence = f"a convolutional image encoder, stages 2-4 {tuple(widths)} wide, {len(blocks)} context blocks"
+    coarse = any(".coarse_hypernetworks_mlps." in k for k in state)
+    evidence = (f"a convolutional image encoder, stages 2-4 {tuple(widths)} wide, {len(blocks)} context blocks"
+                + (", a coarse read-out" if coarse else ""))
     for name, config in CONFIGS.items():
         enc = config.encoder
         if (isinstance(enc, ConvEncoderConfig) and tuple(enc.widths[1:]) == tuple(widths)
-                and enc.context_depth == len(blocks)):
+                and enc.context_depth == len(blocks) and config.decoder.coarse_readout == coarse):
             return name, evidence
     return None, evidence
 
@@ -688,8 +691,8 @@ def guess_model_name(state: Mapping[str, Tensor]) -> Tuple[Optional[str], str]:
     Returns ``(name or None, evidence)``. The ViT patch embedding width identifies the official models
     (768 -> vit_b, 1024 -> vit_l, 1280 -> vit_h; 192 -> samkit's tiny_v1); an encoder built from TinyViT
     ``layers.`` (not ViT ``blocks.``) is MobileSAM's vit_t, one built from ``stages.`` samkit's convolutional
-    tiny, tiny_v2 or tiny_wide (told apart by widths and context blocks), a ViT with a ``detail.`` path
-    samkit's tiny_hq.
+    tiny, tiny_v2, tiny_wide or tiny_cr (told apart by widths, context blocks and the decoder's coarse
+    read-out), a ViT with a ``detail.`` path samkit's tiny_hq.
     """
     if any(re.search(r"(^|\.)image_encoder\.layers\.\d", k) for k in state) or (
         _find_key(state, "patch_embed.seq.0.c.weight") is not None

@@ -191,10 +191,15 @@ def predict_masks(decoder: MaskDecoder, image_embeddings: Tensor, image_pe: Tens
         up = up + decoder.detail_proj(detail)
         up = up + decoder.detail_refine(up)
         masks = (hyper @ up.flatten(2)).reshape(B, len(idx), 4 * h, 4 * w)
+        if decoder.coarse_readout:
+            masks = masks + decoder.coarse_masks(mask_tokens_out, src.transpose(1, 2).reshape(B, -1, h, w), idx)
         return masks, iou_pred
     features = upscale(decoder, src, h, w, high_res_features)                  # B x 16hw x C/8
     masks = features @ hyper.transpose(1, 2)                                   # B x 16hw x M
     # blocked order (i, j, di1, dj1, di2, dj2) -> row 4i + 2 di1 + di2, column 4j + 2 dj1 + dj2
     masks = masks.reshape(B, h, w, 2, 2, 2, 2, len(idx)).permute(0, 7, 1, 3, 5, 2, 4, 6)
     masks = masks.reshape(B, len(idx), 4 * h, 4 * w)
+    if decoder.coarse_readout:
+        masks = masks + decoder.coarse_masks(mask_tokens_out, src.transpose(1, 2).reshape(src.shape[0], -1, h, w),
+                                             idx)
     return masks, iou_pred

@@ -85,6 +85,8 @@ class DecoderConfig:
     dynamic_multimask_via_stability: bool = False
     dynamic_multimask_stab_delta: float = 0.05
     dynamic_multimask_stab_thresh: float = 0.98
+    # a second read-out of the full-width image side (``MaskDecoder.coarse_masks``; the ``tiny_cr`` experiment)
+    coarse_readout: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,17 @@ CONFIGS = {
         DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
                       iou_head_hidden_dim=96, dynamic_multimask_via_stability=True),
     ),
+    # ``tiny`` with the decoder's coarse read-out (``MaskDecoder.coarse_masks``: each mask token also reads the
+    # transformer's full-width 96 x 64 x 64 image side, not only the 12 channels the upscaling leaves); grown
+    # from ``tiny``'s weights, its new path starting at zero (``configs/tiny_cr.yaml``). An experiment, not
+    # shipped: 200 steps drew no more of large photo objects or of wholes (figures in that config).
+    "tiny_cr": SamConfig(
+        "tiny_cr",
+        ConvEncoderConfig(img_size=512, widths=(48, 96, 160, 224), depths=(1, 2, 3, 2), out_chans=96,
+                          context_depth=2, context_heads=7),
+        DecoderConfig(prompt_embed_dim=96, transformer_mlp_dim=384, transformer_num_heads=4,
+                      iou_head_hidden_dim=96, dynamic_multimask_via_stability=True, coarse_readout=True),
+    ),
     # ``tiny`` without the context blocks (4.2 M encoder parameters, 4.6 M in all), the embedded model before
     # them and the stage ``tiny`` grows from. It grows from tiny_v1's prompt encoder and decoder
     # (``configs/tiny.yaml``, then ``configs/tiny_phase2.yaml`` to ``configs/tiny_phase5.yaml`` at 256 px,
@@ -204,7 +217,8 @@ CONFIGS = {
 MODEL_NAMES = tuple(CONFIGS)
 # samkit's own models that ship no weights (the embedded tiny's predecessors and trials), each with the
 # config (configs/<name>.yaml) whose run ends with its weights
-UNSHIPPED = {"tiny_v2": "tiny_min3", "tiny_wide": "tiny_wide", "tiny_v1": "tiny_v1_phase4", "tiny_hq": "tiny_hq"}
+UNSHIPPED = {"tiny_v2": "tiny_min3", "tiny_wide": "tiny_wide", "tiny_v1": "tiny_v1_phase4", "tiny_hq": "tiny_hq",
+             "tiny_cr": "tiny_cr"}
 
 
 def get_config(name: str) -> SamConfig:

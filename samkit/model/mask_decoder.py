@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Tuple, Type
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
@@ -24,7 +25,7 @@ class MaskDecoder(nn.Module):
                  num_multimask_outputs: int = 3, activation: Type[nn.Module] = nn.GELU,
                  iou_head_depth: int = 3, iou_head_hidden_dim: int = 256, detail_chans: int = 0,
                  dynamic_multimask_via_stability: bool = False, dynamic_multimask_stab_delta: float = 0.05,
-                 dynamic_multimask_stab_thresh: float = 0.98) -> None:
+                 dynamic_multimask_stab_thresh: float = 0.98, coarse_readout: bool = False) -> None:
         super().__init__()
         self.dynamic_multimask_via_stability = dynamic_multimask_via_stability
         self.dynamic_multimask_stab_delta = dynamic_multimask_stab_delta
@@ -62,6 +63,20 @@ class MaskDecoder(nn.Module):
             for conv in (self.detail_proj, self.detail_refine[-1]):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
+        # optional coarse read-out (``tiny_cr``, an experiment on samkit's embedded model): a second
+        # hypernetwork per mask token whose C weights take a dot product with the transformer's full-width
+        # C x 64 x 64 image side, before the upscaling narrows it to C/8 channels; its logits, upsampled 4x,
+        # are added to the fine ones. Why: for a click on a large photo object, a linear readout of the full
+        # width separates the object better than one of the C/8 channels (0.88 against 0.69 IoU,
+        # ``benchmarks/feature_probe.py --click``). Trained, it did not draw more of such objects
+        # (``configs/tiny_cr.yaml``). Its last layer starts at zero: untrained, the path changes nothing.
+        self.coarse_readout = coarse_readout
+        if coarse_readout:
+            self.coarse_hypernetworks_mlps = nn.ModuleList(
+                MLP(transformer_dim, transformer_dim, transformer_dim, 3) for _ in range(self.num_mask_tokens))
+            for mlp in self.coarse_hypernetworks_mlps:
+                nn.init.zeros_(mlp.layers[-1].weight)
+                nn.init.zeros_(mlp.layers[-1].bias)
 
     def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
                 sparse_prompt_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor,
@@ -96,6 +111,15 @@ class MaskDecoder(nn.Module):
         pick = torch.where(self.token0_is_stable(masks), torch.zeros_like(best), best)
         rows = torch.arange(masks.shape[0], device=masks.device)
         return masks[rows, pick].unsqueeze(1), iou_pred[rows, pick].unsqueeze(1)
+
+    def coarse_masks(self, mask_tokens_out: torch.Tensor, src: torch.Tensor, idx: range) -> torch.Tensor:
+        """The coarse read-out: mask tokens ``B x 4 x C`` and the transformer's image side ``B x C x h x w``
+        -> ``B x M x 4h x 4w`` logits (the ``M`` tokens of ``idx``; a dot product per 64 x 64 cell, upsampled
+        bilinearly 4x)."""
+        hyper = torch.stack([self.coarse_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in idx], dim=1)
+        b, c, h, w = src.shape
+        coarse = (hyper @ src.reshape(b, c, h * w)).reshape(b, -1, h, w)            # B x M x h x w
+        return F.interpolate(coarse, scale_factor=4, mode="bilinear", align_corners=False)
 
     def token0_is_stable(self, masks: torch.Tensor) -> torch.Tensor:
         """``B x 4 x h x w`` logits -> ``B`` bools: token 0's stability score (the automatic mask generator's,
@@ -142,7 +166,9 @@ class MaskDecoder(nn.Module):
         idx = range(self.num_mask_tokens)[mask_slice]
         hyper_in = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :])
                                 for i in idx], dim=1)          # B x M x C/8
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)  # B x M x 4h x 4w
+        b, c, h4, w4 = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, h4 * w4)).reshape(b, -1, h4, w4)  # B x M x 4h x 4w
+        if self.coarse_readout:
+            masks = masks + self.coarse_masks(mask_tokens_out, src, idx)
         iou_pred = self.iou_prediction_head(iou_token_out)[:, mask_slice]
         return masks, iou_pred

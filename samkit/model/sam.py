@@ -138,6 +138,6 @@ def build_sam(config: SamConfig, drop_path_rate: float = 0.0) -> Sam:
         num_multimask_outputs=dec.num_multimask_outputs, iou_head_depth=dec.iou_head_depth,
         iou_head_hidden_dim=dec.iou_head_hidden_dim, detail_chans=config.detail_chans,
         dynamic_multimask_via_stability=dec.dynamic_multimask_via_stability,
-        dynamic_multimask_stab_delta=dec.dynamic_multimask_stab_delta,
+        dynamic_multimask_stab_delta=dec.dynamic_multimask_stab_delta, coarse_readout=dec.coarse_readout,
         dynamic_multimask_stab_thresh=dec.dynamic_multimask_stab_thresh)
     return Sam(image_encoder, prompt_encoder, mask_decoder, config)
