@@ -65,9 +65,10 @@ _SKIN_TONES = ("1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF")
 
 
 class ClipArt(NamedTuple):
-    """One emoji: ``rgb`` H x W x 3 float32 in [0, 1], ``parts`` H x W int16 (0 outside, ``p >= 1`` part
-    ``p``) and ``parents`` (``parents[p]``: the part that subpart ``p`` lies in, or -1; ``parents[0]`` unused),
-    as :meth:`samkit.data.synthetic.SceneGenerator._composite` returns them."""
+    """One emoji: ``rgb`` H x W x 3 float32 in [0, 1] (outside the drawing, the colour of its nearest drawn
+    pixel, so that a bilinear sample at the outline does not darken it), ``parts`` H x W int16 (0 outside,
+    ``p >= 1`` part ``p``) and ``parents`` (``parents[p]``: the part that subpart ``p`` lies in, or -1;
+    ``parents[0]`` unused), as :meth:`samkit.data.synthetic.SceneGenerator._composite` returns them."""
     rgb: np.ndarray
     parts: np.ndarray
     parents: List[int]
@@ -297,12 +298,25 @@ def _load(folder: str, name: str) -> ClipArt:
         parts = np.asarray(im, dtype=np.int16)
     if parts.max() >= len(parents):
         raise ValueError(f"{path / name}_parts.png: part {parts.max()} but {len(parents) - 1} parts listed")
-    return ClipArt(np.ascontiguousarray(rgba[:, :, :3] * rgba[:, :, 3:]), parts, list(parents))
+    return ClipArt(_extend_colours(rgba), parts, list(parents))
+
+
+def _extend_colours(rgba: np.ndarray) -> np.ndarray:
+    """``H x W x 4`` float (straight alpha, as PNG stores it) -> ``H x W x 3``: the colours where the drawing
+    is at least half opaque, elsewhere those of the nearest such pixel."""
+    from scipy import ndimage
+
+    rgb = rgba[:, :, :3]
+    empty = rgba[:, :, 3] < 0.5
+    if empty.all() or not empty.any():
+        return np.ascontiguousarray(rgb)
+    _, (rows, cols) = ndimage.distance_transform_edt(empty, return_indices=True)
+    return np.ascontiguousarray(rgb[rows, cols])
 
 
 def load_clipart(folder: PathLike, name: str) -> ClipArt:
-    """One emoji of a clip-art folder (the last 256 read are kept in memory): colour on black outside, parts,
-    parents."""
+    """One emoji of a clip-art folder (the last 256 read are kept in memory): its colours (extended past its
+    outline), parts, parents."""
     return _load(str(folder), name)
 
 

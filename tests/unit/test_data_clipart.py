@@ -127,6 +127,14 @@ def _folder(tmp_path):
     return tmp_path
 
 
+def test_colours_extend_past_the_outline(tmp_path):
+    art = clipart.load_clipart(_folder(tmp_path), "1F600")
+    np.testing.assert_allclose(art.rgb[20, 10], np.array([220, 30, 30]) / 255, atol=1e-6)
+    # outside the drawing: the nearest drawn colour (red left of the body, blue right of the arm), not black
+    np.testing.assert_allclose(art.rgb[20, 1], np.array([220, 30, 30]) / 255, atol=1e-6)
+    np.testing.assert_allclose(art.rgb[20, 39], np.array([30, 30, 220]) / 255, atol=1e-6)
+
+
 def test_scene_generator_draws_clipart_objects_with_nested_masks(tmp_path):
     folder = _folder(tmp_path)
     gen = SceneGenerator(size=128, seed=2, composite_prob=1.0, hero_prob=1.0, clipart_dir=folder, clipart_prob=1.0)
