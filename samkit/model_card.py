@@ -404,7 +404,7 @@ def demo_figures(model, out_dir: Path) -> List[Path]:
 
     from . import Predictor
     from .data.photos import DEMO_PROMPTS, coins_instances, photo
-    from .viz import save_figure, show_box, show_mask, show_points
+    from .viz import contrasting_color, save_figure, show_box, show_mask, show_points
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in [*DEMO_PROMPTS, "coins"]:  # pictures of an earlier card, stored as PNG
@@ -421,20 +421,20 @@ def demo_figures(model, out_dir: Path) -> List[Path]:
             k = int(np.argmax(scores))
             ax = axes[0, j]
             ax.imshow(image)
-            show_mask(masks[k], ax)
+            show_mask(masks[k], ax, color=contrasting_color(image, masks[k]))
             show_points(pt, np.array([1]), ax, marker_size=120)
             ax.set_title(f"{obj}: 1 click (IoU pred {scores[k]:.2f})", fontsize=10)
             box = np.array(pr["box"], dtype=float)
             masks, scores, _ = predictor.predict(box=box, multimask_output=False)
             ax = axes[1, j]
             ax.imshow(image)
-            show_mask(masks[0], ax)
+            show_mask(masks[0], ax, color=contrasting_color(image, masks[0]))
             show_box(box, ax)
             ax.set_title(f"{obj}: box", fontsize=10)
             masks, _, _ = predictor.predict(box=box, multimask_output=False, refine=True)
             ax = axes[2, j]
             ax.imshow(image)
-            show_mask(masks[0], ax)
+            show_mask(masks[0], ax, color=contrasting_color(image, masks[0]))
             show_box(box, ax)
             ax.set_title(f"{obj}: box, cut along edges", fontsize=10)
         for ax in axes.flat:

@@ -21,6 +21,7 @@ __all__ = [
     "mask_overlay",
     "blend",
     "show_mask",
+    "contrasting_color",
     "show_points",
     "show_box",
     "show_anns",
@@ -142,6 +143,29 @@ def show_mask(mask: Any, ax: Any = None, color: Optional[Sequence[float]] = None
     if outline and m.any() and not m.all():
         ax.contour(m.astype(float), levels=[0.5], colors=[tuple(rgb)], linewidths=1.0)
     return ax
+
+
+# colours a mask overlay can take: the default blue, then yellow, magenta, cyan and lime
+OVERLAY_COLORS = np.array([DEFAULT_COLOR, (1.0, 0.85, 0.0), (1.0, 0.0, 0.8), (0.0, 0.9, 0.9), (0.4, 1.0, 0.0)])
+
+
+def contrasting_color(image: Any, mask: Any, colors: Optional[np.ndarray] = None) -> np.ndarray:
+    """The colour of ``colors`` (default :data:`OVERLAY_COLORS`) farthest from the pixels ``mask`` covers in
+    ``image`` (mean RGB distance): a blue mask on a blue object is hard to see, a yellow one is not.
+    ``image``: ``H x W x 3`` uint8 or float in [0, 1]; ``mask``: ``H x W`` bool. Returns RGB in [0, 1]; the first
+    colour for an empty mask."""
+    img = _np(image)
+    m = _np(mask).astype(bool)
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[:2] != m.shape:
+        raise ValueError(f"image must be H x W x 3 and mask H x W of the same size, got {img.shape} and {m.shape}")
+    palette = np.asarray(OVERLAY_COLORS if colors is None else colors, dtype=float)
+    if not m.any():
+        return palette[0]
+    pixels = img[m].astype(float) / (255.0 if img.dtype == np.uint8 else 1.0)
+    if len(pixels) > 4096:
+        pixels = pixels[np.linspace(0, len(pixels) - 1, 4096).astype(int)]
+    distance = np.linalg.norm(pixels[None, :, :] - palette[:, None, :], axis=2).mean(axis=1)
+    return palette[int(np.argmax(distance))]
 
 
 def show_points(coords: Any, labels: Any, ax: Any = None, marker_size: float = 200) -> Any:

@@ -102,3 +102,18 @@ def test_distinct_colors_differ():
         assert c.shape == (n, 3) and c.min() >= 0 and c.max() <= 1
         gaps = np.abs(c[:, None] - c[None]).sum(-1) + np.eye(n) * 9
         assert gaps.min() > 0.05, n  # no two alike
+
+
+def test_contrasting_color_avoids_the_colour_under_the_mask():
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[:, :15] = (40, 60, 230)    # a blue object
+    image[:, 15:] = (250, 220, 10)   # a yellow one
+    left, right = np.zeros((20, 30), bool), np.zeros((20, 30), bool)
+    left[:, :15], right[:, 15:] = True, True
+    on_blue, on_yellow = viz.contrasting_color(image, left), viz.contrasting_color(image, right)
+    assert np.linalg.norm(on_blue - image[0, 0] / 255) > 0.9 and on_blue[2] < 0.5   # not blue
+    assert np.linalg.norm(on_yellow - image[0, 20] / 255) > 0.9                       # not yellow
+    np.testing.assert_allclose(viz.contrasting_color(image.astype(float) / 255, left), on_blue)  # float images
+    np.testing.assert_allclose(viz.contrasting_color(image, np.zeros((20, 30), bool)), viz.OVERLAY_COLORS[0])
+    with pytest.raises(ValueError, match="same size"):
+        viz.contrasting_color(image, np.zeros((20, 29), bool))
