@@ -103,7 +103,8 @@ def _frame(mask: np.ndarray, side: int) -> np.ndarray:
 def click_ladder(model, items: List[tuple]) -> List[Dict]:
     """One row per ``(click_mask, target)`` of each ``(image, pairs)`` in ``items``: a click at the centre of
     ``click_mask``; the held-out readout IoU of ``target`` at the embedding, the decoder's image side after the
-    two-way transformer and its upscaled ``C/8`` channels, and the model's best of 3 (full resolution)."""
+    two-way transformer and its upscaled ``C/8`` channels (before a ``tiny_hq`` detail path adds to them), and
+    the model's best of 3 (full resolution)."""
     import samkit
     from samkit.data.prompts import center_point
     from samkit.evaluate import mask_iou
@@ -118,11 +119,11 @@ def click_ladder(model, items: List[tuple]) -> List[Dict]:
         for image, pairs in items:
             predictor.set_image(image)
             emb = predictor.features[0]
-            c, g = emb.shape[0], emb.shape[-1]
+            g = emb.shape[-1]
             for click_mask, target in pairs:
                 point = np.array([center_point(click_mask)], dtype=np.float64)
                 masks, _, _ = predictor.predict(point_coords=point, point_labels=np.array([1]))
-                side = seen["side"][0].T.reshape(c, g, g)
+                side = seen["side"][0].T.reshape(-1, g, g)  # hw x C -> C x g x g
                 up = seen["up"][0]
                 rows.append({
                     "area": float(target.mean()),
