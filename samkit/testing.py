@@ -28,3 +28,33 @@ def parity_image(h: int = 480, w: int = 640, seed: int = 0) -> np.ndarray:
         img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.integers(0, 255, 3)
     img += rng.normal(0, 8, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def grow(name: str, base: torch.nn.Module, perturb: float = 0.0, seed: int = 0):
+    """Samkit model ``name`` with ``base``'s weights loaded into it as a training config's ``grow_from`` loads
+    them (``strict=False``): returns the model in eval mode and the load result (``missing_keys``: the parameters
+    ``base`` lacks, as initialised; ``perturb`` > 0 adds seeded ``N(0, perturb)`` noise to those only, so that
+    a path that starts at zero does something)."""
+    from . import checkpoints
+    from .model.configs import get_config
+    from .model.sam import build_sam
+
+    torch.manual_seed(seed)
+    model = build_sam(get_config(name))
+    result = checkpoints.load_into(model, base.state_dict(), strict=False)
+    if perturb:
+        new = set(result.missing_keys)
+        with torch.no_grad():
+            for key, p in model.named_parameters():
+                if key in new:
+                    p.add_(perturb * torch.randn_like(p))
+    return model.eval(), result
+
+
+def scene_click(size: int = 256, seed: int = 5):
+    """A generated scene and one click at the centroid of its first mask: ``(image, 1 x 2 point)``."""
+    from .data import SceneGenerator
+
+    image, masks = SceneGenerator(size=size, seed=seed)(0)
+    ys, xs = np.nonzero(masks[0])
+    return image, np.array([[xs.mean(), ys.mean()]])

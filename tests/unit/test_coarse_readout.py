@@ -5,9 +5,9 @@ import torch
 
 import samkit
 from samkit import checkpoints
-from samkit.data import SceneGenerator
 from samkit.model.configs import CONFIGS, get_config
 from samkit.model.sam import build_sam
+from samkit.testing import grow, scene_click
 
 
 @pytest.fixture(scope="module")
@@ -17,23 +17,10 @@ def tiny():
 
 
 def grown(tiny, perturb: float = 0.0) -> samkit.Sam:
-    torch.manual_seed(0)
-    model = build_sam(get_config("tiny_cr"))
-    result = checkpoints.load_into(model, tiny.state_dict(), strict=False)
+    model, result = grow("tiny_cr", tiny, perturb)
     assert result.unexpected_keys == []
     assert result.missing_keys and all(".coarse_hypernetworks_mlps." in k for k in result.missing_keys)
-    if perturb:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if ".coarse_" in name:
-                    p.add_(perturb * torch.randn_like(p))
-    return model.eval()
-
-
-def scene():
-    image, masks = SceneGenerator(size=256, seed=5)(0)
-    ys, xs = np.nonzero(masks[0])
-    return image, np.array([[xs.mean(), ys.mean()]])
+    return model
 
 
 def lows(model, image, point, fast):
@@ -47,14 +34,14 @@ def lows(model, image, point, fast):
 
 
 def test_grown_model_predicts_exactly_what_tiny_does(tiny):
-    image, point = scene()
+    image, point = scene_click()
     for a, b in zip(lows(tiny, image, point, True), lows(grown(tiny), image, point, True)):
         np.testing.assert_allclose(b, a, atol=1e-5)
 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_coarse_read_out_is_live_and_fast_equals_plain(tiny, fast):
-    image, point = scene()
+    image, point = scene_click()
     model = grown(tiny, perturb=0.05)
     base = lows(tiny, image, point, fast)
     out = lows(model, image, point, fast)

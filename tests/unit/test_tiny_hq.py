@@ -5,10 +5,10 @@ import torch
 
 import samkit
 from samkit import checkpoints
-from samkit.data import SceneGenerator
 from samkit.model.configs import get_config
 from samkit.model.image_encoder import pack_detail, unpack_detail
 from samkit.model.sam import build_sam
+from samkit.testing import grow, scene_click
 
 
 @pytest.fixture(scope="module")
@@ -19,23 +19,10 @@ def tiny():
 
 
 def grown(tiny, perturb: float = 0.0) -> samkit.Sam:
-    torch.manual_seed(0)
-    model = build_sam(get_config("tiny_hq"))
-    result = checkpoints.load_into(model, tiny.state_dict(), strict=False)
+    model, result = grow("tiny_hq", tiny, perturb)
     assert result.unexpected_keys == []
     assert result.missing_keys and all(".detail" in k for k in result.missing_keys)
-    if perturb:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if ".detail" in name:
-                    p.add_(perturb * torch.randn_like(p))
-    return model.eval()
-
-
-def scene():
-    image, masks = SceneGenerator(size=256, seed=5)(0)
-    ys, xs = np.nonzero(masks[0])
-    return image, np.array([[xs.mean(), ys.mean()]])
+    return model
 
 
 def predict(model, image, point, fast=True):
@@ -55,7 +42,7 @@ def test_pack_and_unpack_detail():
 
 
 def test_grown_model_predicts_exactly_what_tiny_v1_does(tiny):
-    image, point = scene()
+    image, point = scene_click()
     _, (m0, iou0, low0) = predict(tiny, image, point)
     p, (m1, iou1, low1) = predict(grown(tiny), image, point)
     assert p.features.shape == (1, 96 + 16 * 16, 32, 32)
@@ -65,7 +52,7 @@ def test_grown_model_predicts_exactly_what_tiny_v1_does(tiny):
 
 @pytest.mark.parametrize("prompt", ["point", "box_then_mask"])
 def test_detail_path_is_live_and_fast_equals_plain(tiny, prompt):
-    image, point = scene()
+    image, point = scene_click()
     model = grown(tiny, perturb=0.05)
     lows = []
     for fast in (True, False):
@@ -143,7 +130,7 @@ def test_onnx_export_carries_the_detail_map(tiny, tmp_path):
     from samkit.onnx import OnnxPredictor, export_decoder, export_encoder
 
     model = grown(tiny, perturb=0.05)
-    image, point = scene()
+    image, point = scene_click()
     ref = samkit.Predictor(model, cache=False)
     ref.set_image(image)
     _, _, low_ref = ref.predict(point_coords=point, point_labels=np.array([1]))   # the 3 multimask outputs
