@@ -88,18 +88,6 @@ def probe(predictor, data: List[Dict]) -> List[Dict]:
     return rows
 
 
-def _frame(mask: np.ndarray, side: int) -> np.ndarray:
-    """``H x W`` -> ``side x side``: the mask in the model's input frame (long side resized, padded right and
-    bottom) pooled to ``side`` cells, each over half covered."""
-    h, w = mask.shape
-    scale = side / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    pooled = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size, mode="area")[0, 0]
-    out = np.zeros((side, side), dtype=np.float32)
-    out[:size[0], :size[1]] = pooled.numpy()
-    return out
-
-
 def click_ladder(model, items: List[tuple]) -> List[Dict]:
     """One row per ``(click_mask, target)`` of each ``(image, pairs)`` in ``items``: a click at the centre of
     ``click_mask``; the held-out readout IoU of ``target`` at the embedding, the decoder's image side after the
@@ -108,6 +96,10 @@ def click_ladder(model, items: List[tuple]) -> List[Dict]:
     import samkit
     from samkit.data.prompts import center_point
     from samkit.evaluate import mask_iou
+    from samkit.model_card import grid_pool
+
+    def pooled(mask: np.ndarray, side: int) -> np.ndarray:  # the mask's share of each cell, padded square
+        return grid_pool(mask, side)[0, 0].numpy()
 
     predictor = samkit.Predictor(model, fast=False)  # the plain modules, so that the hooks see each stage
     seen: Dict[str, torch.Tensor] = {}
@@ -127,9 +119,9 @@ def click_ladder(model, items: List[tuple]) -> List[Dict]:
                 up = seen["up"][0]
                 rows.append({
                     "area": float(target.mean()),
-                    "embedding": readout_iou(emb, _frame(target, g), held_out=True),
-                    "decoder side": readout_iou(side, _frame(target, g), held_out=True),
-                    "upscaled": readout_iou(up, _frame(target, up.shape[-1]), held_out=True),
+                    "embedding": readout_iou(emb, pooled(target, g), held_out=True),
+                    "decoder side": readout_iou(side, pooled(target, g), held_out=True),
+                    "upscaled": readout_iou(up, pooled(target, up.shape[-1]), held_out=True),
                     "model": max(mask_iou(m, target) for m in masks),
                 })
     finally:
