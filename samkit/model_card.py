@@ -677,7 +677,7 @@ def write_card(path: Path, figures: Dict, phases: List[Dict], pictures: List[Pat
                 f"whole in {100 * a['whole']:.0f}%.")
         if e:
             lines.append(
-                f"**Everything mode** with the official thresholds (predicted IoU > 0.88, stability > 0.95) on the "
+                f"**Everything mode** with the official thresholds (predicted IoU > 0.88, stability >= 0.95) on the "
                 f"{e['photos']} photos: {e['masks_per_photo']:.1f} masks per photo; {100 * e['recall']:.0f}% of the "
                 f"{e['objects']} outlined objects are matched by a kept mask with IoU >= 0.5.")
     lines += [

@@ -11,7 +11,7 @@ Conventions: IoU and mIoU as fractions in [0, 1] unless the name says ``_pct``; 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import paper
 
@@ -216,15 +216,27 @@ def encoder_shapes(model: str, img_size: int, patch: int, grid: int, width: int,
 
 
 def ambiguity(model: str, weights: str, pairwise_iou: List[float], scores: List[float], areas: List[int],
-              containment: List[float]) -> str:
+              containment: List[float], outlined: Sequence[Tuple[str, List[float]]] = ()) -> str:
     """Are the three masks of one click different answers, or one answer three times?
 
-    ``pairwise_iou`` and ``containment`` (intersection / smaller area) for the pairs (1, 2), (1, 3), (2, 3)."""
+    ``pairwise_iou`` and ``containment`` (intersection / smaller area) for the pairs (1, 2), (1, 3), (2, 3).
+    ``outlined``: the hand-drawn objects under the click, largest first, each with the three masks' IoU with it
+    (``samkit.data.photos.objects_at``); with them the text says which objects the masks found, not only their shapes.
+    """
     who = _model(model, weights)
     lo, hi = min(pairwise_iou), max(pairwise_iou)
     sizes = ", ".join(f"{a:,}" for a in areas)
     text = (f"With {who}, the three masks cover {sizes} pixels, with predicted IoU "
             f"{', '.join(num(s, 2) for s in scores)}; their pairwise IoU is {num(lo, 2)}-{num(hi, 2)}. ")
+    if outlined:
+        found = "; ".join(f"the {name}: best IoU {num(max(ious), 2)} (mask {list(ious).index(max(ious)) + 1})"
+                          for name, ious in outlined)
+        text += f"Against the hand-drawn outline{'s' if len(outlined) > 1 else ''} under the click, {found}. "
+        whole, whole_ious = outlined[0]
+        if max(whole_ious) < 0.6 and lo <= 0.7:
+            return text + (f"The masks differ from each other, but none of them is the whole {whole} (IoU 0.6 or "
+                           f"more): they stop at pieces of the {whole}, so of the design's three answers (subpart, "
+                           "part and whole) the whole is missing. The paper's Fig. 3 shows SAM's three nested answers.")
     if lo > 0.7:
         return text + (f"They are **{'' if lo > 0.9 else 'nearly '}the same mask three times** (one answer, with "
                        "different edges and stray pieces): this model has not learned to split an ambiguous click "
@@ -235,8 +247,8 @@ def ambiguity(model: str, weights: str, pairwise_iou: List[float], scores: List[
                        f"the third is a different answer (IoU {num(lo, 2)} with one of them).")
     if min(containment) > 0.8:
         return text + (f"They are **three different, nested answers** (each smaller mask lies at least "
-                       f"{pct(min(containment))} inside the larger ones), as the ambiguity-aware design intends: "
-                       "subpart, part and whole (the paper's Fig. 3).")
+                       f"{pct(min(containment))} inside the larger ones), the shape the ambiguity-aware design "
+                       "intends: subpart inside part inside whole (the paper's Fig. 3).")
     return text + (f"They are three different masks, but not nested the way the design intends (subpart inside part "
                    f"inside whole): as little as {pct(min(containment))} of a smaller mask lies inside a larger one. "
                    "The paper's Fig. 3 shows SAM's nested answers.")
@@ -329,17 +341,20 @@ def decoder_training(before: float, after: float, upper: float, before_confident
     missed = (dice_last is not None and dice_first is not None and dice_last > 0.9 and dice_last >= dice_first - 0.05
               and (train_iou_last is None or train_iou_last < 0.1))
     if loss_last < 0.8 * loss_first and missed:
-        text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} over {steps} steps, but only "
+        text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} (means of three steps) over "
+                f"{steps} steps, but only "
                 f"through its focal term: the dice term stayed at {num(dice_last)} (1 is no overlap)"
                 + (f" and its last-round masks overlap the masks it trains on with IoU {num(train_iou_last)}"
                    if train_iou_last is not None else "")
                 + ". It lowered the loss on the many background pixels, which the focal term counts, without "
                 "finding the objects, which the dice term counts (the 'small object missed' case of section 2). ")
     elif loss_last < 0.8 * loss_first:
-        text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} over {steps} steps: the decoder "
+        text = (f"The training loss fell from {num(loss_first)} to {num(loss_last)} (means of three steps) over "
+                f"{steps} steps: the decoder "
                 "learns to fit the masks it is trained on. ")
     else:
-        text = (f"The training loss barely moved over {steps} steps ({num(loss_first)} → {num(loss_last)}). ")
+        text = (f"The training loss barely moved over {steps} steps ({num(loss_first)} → {num(loss_last)}, means of "
+                "the first and the last three steps). ")
     text += (f"On {n_masks} held-out masks (one click, best of 3 masks) the re-initialised decoder scores "
              f"**{num(before)}**, the decoder after {steps} steps **{num(after)}**, and the original trained decoder "
              f"(the upper bound this experiment can reach) **{num(upper)}**. ")

@@ -74,7 +74,7 @@ SLIDES = [
         "title": "Prompts: sparse and dense",
         "text": "- **Sparse** prompts: points (positive or negative clicks), boxes, and free-form text.\n"
                 "- **Dense** prompts: a mask (for example the previous prediction, fed back as low-res logits).\n"
-                "- Right: one click (star) and one box per object on photos the model never saw.",
+                "- Right: one click (star) and one box per object on photos held out from training.",
         "figures": ["05/real_photos"],
     },
     {

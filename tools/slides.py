@@ -348,7 +348,7 @@ def _bench_markdown(path: Path) -> Optional[str]:
 
 #: the model card's data sets on its slide: figures.json key -> row label (real photos first: they are the test)
 CARD_DATA = (
-    ("real_photos", "real photos, never seen"),
+    ("real_photos", "real photos, held out from training"),
     ("real_photos_refined", "the same, masks cut along edges"),
     ("coins", "real photo coins"),
     ("scenes_large", "held-out generated scenes (objects of 512 px or more)"),

@@ -64,6 +64,8 @@ from skimage import data as skdata
 
 import samkit
 from samkit import narrate, paper, viz
+from samkit.data.photos import objects_at
+from samkit.evaluate import mask_iou
 from samkit.notebook_utils import (count_parameters, format_seconds, record_attention, setup, time_call,
                                    trace_shapes)
 
@@ -294,8 +296,9 @@ S.save(fig, "three_masks")
 pairs = [(i, j) for i in range(3) for j in range(i + 1, 3)]
 pairwise = [(masks[i] & masks[j]).sum() / max((masks[i] | masks[j]).sum(), 1) for i, j in pairs]
 containment = [(masks[i] & masks[j]).sum() / max(min(masks[i].sum(), masks[j].sum()), 1) for i, j in pairs]
+outlined = [(name, [mask_iou(m, gt) for m in masks]) for name, gt in objects_at("astronaut", *point[0])]
 S.say(narrate.ambiguity, model=S.model_name, weights=S.weights, pairwise_iou=pairwise, scores=scores,
-      areas=masks.sum(axis=(1, 2)), containment=containment)
+      areas=masks.sum(axis=(1, 2)), containment=containment, outlined=outlined)
 
 # %% [markdown]
 # ## 5. How big is each model?
@@ -399,7 +402,8 @@ print(f"all rungs: logits within {max(r['max_abs_logit_diff'] for r in ladder):.
 # %% [markdown]
 # The same comparison against Meta's `segment-anything` package itself, for vit_b on a 1024 x 1024 image (image
 # encoder included), is `make bench` (`benchmarks/bench_speed.py`). The kit ships the table it measured on its
-# own 2-core CPU; run `make bench` to measure yours (it writes `runs/bench/speed.json`; pass that as `bench_json`).
+# own 2-core CPU; run `make bench` to measure yours (it writes `runs/bench/speed.json` in the repository; this
+# notebook runs in `notebooks/`, so pass `bench_json="../runs/bench/speed.json"`).
 
 # %% tags=["nbval-ignore-output"]
 bench = load_bench(bench_json)

@@ -37,7 +37,7 @@ checkpoint = None       # a state-dict file for `model`, None means the official
 data_root = None        # the unpacked NDISPark folder (train/, validation/), None means generated lots
 device = "auto"
 seed = 0
-n_train = 111           # daytime images the decoder is fine-tuned on (NDISPark: 111 with cars)
+n_train = 111           # daytime images to fine-tune on (the course: 111; NDISPark has 112, so fewer when real)
 n_eval_day = 10         # held-out daytime images
 n_eval_night = 30       # night images (the validation split: 30 in NDISPark)
 masks_per_image = 8     # cars per image and step during fine-tuning (every car is scored in evaluation)
@@ -77,7 +77,8 @@ S = setup(model=model, checkpoint=checkpoint, device=device, seed=seed, out_dir=
 #
 # Day images come from NDISPark's training split, night images from its validation split. We keep the first
 # `n_train` day images for fine-tuning and the next `n_eval_day` for evaluation, so no image is evaluated on
-# after being trained on.
+# after being trained on. NDISPark's training split has 112 day images (one without a car), so with the real data
+# `n_train` shrinks to leave `n_eval_day` of them held out.
 
 # %% tags=["nbval-ignore-output"]
 real = data_root is not None and (Path(data_root) / "train").is_dir()
@@ -89,6 +90,10 @@ else:
                      size=(320, 240) if small else (640, 480), seed=seed, progress=False)
 data_note(real, "NDISPark", "Unpack ndis_park.zip (Zenodo 6560823) and set data_root to use the real data set.")
 day_set, night_set = NDISPark(root, "train"), NDISPark(root, "validation")
+if n_train + n_eval_day > len(day_set):
+    print(f"the day split has {len(day_set)} images: fine-tuning on {len(day_set) - n_eval_day}, not {n_train}, "
+          f"to hold out {n_eval_day}")
+    n_train = len(day_set) - n_eval_day
 day_train = [day_set[i] for i in range(min(n_train, len(day_set)))]
 day_eval = [day_set[i] for i in range(n_train, min(n_train + n_eval_day, len(day_set)))]
 night_eval = [night_set[i] for i in range(min(n_eval_night, len(night_set)))]
@@ -200,7 +205,7 @@ for row, (split, item) in enumerate([("day", day_eval[0]), ("night", night_eval[
         ax = axes[row, col]
         ax.imshow(item["image"])
         ious = []
-        colours = viz.random_colors(len(item["masks"]), seed=1)
+        colours = viz.distinct_colors(len(item["masks"]))
         for k, gt in enumerate(item["masks"]):
             d = predict_at_center(predictor, item["image"], gt, set_image=False)
             viz.show_mask(d["masks"][d["oracle"]], ax, color=colours[k])

@@ -29,16 +29,18 @@
 #    paper's Table 3;
 # 6. the paper's **limitations** (§8), beside what this course measured.
 #
-# We evaluate on **real photos the embedded model never saw** (scikit-image's `coins`, and photos with hand-drawn
-# masks) and on held-out generated scenes.
+# We evaluate on **real photos held out from training** (scikit-image's `coins`, and photos with hand-drawn
+# masks; crops of two of them, `camera` and `rocket`, were textures in the earliest training phases' scenes, as the
+# model card says) and on held-out generated scenes.
 #
 # **The embedded model and `refine`.** Offline, this notebook runs samkit's embedded `tiny` model, trained on
 # generated scenes only. Its masks follow its 64 x 64 token grid and spill into background of a similar shade,
-# because it has never seen a real photo. With `refine` on (the default for the embedded model), each mask is also
-# cut along the photo's edges: OpenCV's GrabCut fits a colour model of the object and of its surroundings *for this
-# one image*, seeded by the model's own mask and the prompts (`Predictor.predict(..., refine=True)`). This is not
-# part of SAM; we show both, side by side, so that the figures of the model itself stay visible. Meta's weights
-# (`model = "vit_b"`) do not need it: `refine` is off for them unless you set it.
+# because it has never seen a real photo's objects outlined (photos reach its training scenes only as textures).
+# With `refine` on (the default for the embedded model), each mask is also cut along the photo's edges: OpenCV's
+# GrabCut fits a colour model of the object and of its surroundings *for this one image*, seeded by the model's own
+# mask and the prompts (`Predictor.predict(..., refine=True)`). This is not part of SAM; we show both, side by
+# side, so that the figures of the model itself stay visible. Meta's weights (`model = "vit_b"`) do not need it:
+# `refine` is off for them unless you set it.
 #
 # *The stored outputs come from the full course configuration (`make course`); every sentence about a result
 # below is written by the code from the numbers of that run.*
@@ -94,7 +96,7 @@ refine = S.weights == "embedded" if refine is None else bool(refine)
 print("masks cut along the photo's edges (refine):", refine)
 
 # %% [markdown]
-# ## 1. Real photos it never saw
+# ## 1. Real photos held out from training
 #
 # One click (green star) and one box per object, on three photos; the model's most confident mask is shown. With
 # `refine` on, a second figure shows the same prompts with the masks cut along the photo's edges.

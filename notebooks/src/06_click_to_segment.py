@@ -74,6 +74,8 @@ import numpy as np
 from skimage import data as skdata
 
 from samkit import narrate
+from samkit.data.photos import objects_at
+from samkit.evaluate import mask_iou
 from samkit.notebook_utils import setup
 from samkit.widgets import ClickSegmenter, image_from_upload
 
@@ -156,7 +158,8 @@ pairs = [(i, j) for i in range(3) for j in range(i + 1, 3)]
 S.say(narrate.ambiguity, model=S.model_name, weights=S.weights,
       pairwise_iou=[(three[i] & three[j]).sum() / max((three[i] | three[j]).sum(), 1) for i, j in pairs],
       scores=list(seg.scores[:3]), areas=[int(m.sum()) for m in three],
-      containment=[(three[i] & three[j]).sum() / max(min(three[i].sum(), three[j].sum()), 1) for i, j in pairs])
+      containment=[(three[i] & three[j]).sum() / max(min(three[i].sum(), three[j].sum()), 1) for i, j in pairs],
+      outlined=[(name, [mask_iou(m, gt) for m in three]) for name, gt in objects_at(image, *target)])
 
 # %%
 # the negative click: on the chosen mask's pixel farthest from the first click, where a spill is most likely

@@ -192,6 +192,25 @@ def photo_instances(source: str) -> Tuple[np.ndarray, np.ndarray, List[str], Lis
     return image, np.stack(masks), names, categories
 
 
+def objects_at(photo_name: str, x: float, y: float) -> List[Tuple[str, np.ndarray]]:
+    """The hand-outlined objects of a photo that hold pixel ``(x, y)``: ``(name, H x W bool mask)`` pairs, largest
+    first (for a click on a face: the person before the face's parts).
+
+    ``photo_name``: a source as in :data:`EVAL_PHOTO_SOURCES` or its image id (``"astronaut"``, ``"coffee"``, ...).
+    A photo without outlines (``coins``, a user's upload) gives ``[]``; a point outside the photo raises.
+    """
+    sources = {**{s: s for s in OBJECTS}, **{i: s for s, i in IMAGE_IDS.items()}}
+    if photo_name not in sources:
+        return []
+    _, masks, names, _ = photo_instances(sources[photo_name])
+    h, w = masks.shape[1:]
+    col, row = int(round(x)), int(round(y))
+    if not (0 <= col < w and 0 <= row < h):
+        raise ValueError(f"point ({x}, {y}) lies outside the {w} x {h} photo {photo_name!r}")
+    hits = [(name, mask) for name, mask in zip(names, masks) if mask[row, col]]
+    return sorted(hits, key=lambda hit: -int(hit[1].sum()))
+
+
 def tight_boxes(masks: np.ndarray) -> np.ndarray:
     """N x 4 float32 ``[x0, y0, x1, y1]`` of N x H x W bool masks, ends inclusive (last foreground column/row)."""
     boxes = np.zeros((len(masks), 4), dtype=np.float32)

@@ -94,6 +94,17 @@ def test_finetune_branches_and_ambiguity():
     assert "nested" in nested and "not nested" not in nested
 
 
+def test_ambiguity_names_the_outlined_object_the_masks_miss():
+    """Nested masks that are all pieces of the clicked person are not called subpart, part and whole."""
+    args = ("tiny", "embedded", [0.2, 0.1, 0.5], [0.5, 0.4, 0.4], [50, 200, 800], [0.95, 0.9, 0.97])
+    pieces = narrate.ambiguity(*args, outlined=[("astronaut", [0.05, 0.2, 0.3]), ("face", [0.7, 0.3, 0.1])])
+    assert "the whole is missing" in pieces and "none of them is the whole astronaut" in pieces
+    assert "**three different, nested answers**" not in pieces
+    assert "the face: best IoU 0.70 (mask 1)" in pieces
+    whole = narrate.ambiguity(*args, outlined=[("astronaut", [0.05, 0.2, 0.8])])
+    assert "**three different, nested answers**" in whole and "the astronaut: best IoU 0.80 (mask 3)" in whole
+
+
 def test_paper_readouts_are_computed_from_the_tables():
     assert "16 of 23" in narrate.vs_ritm() and "PPDLS" in narrate.vs_ritm()
     assert "older vs middle" in narrate.fairness()

@@ -194,3 +194,14 @@ def test_ground_truth_figures(tmp_path):
         assert im.size == (640, 427)
     with pytest.raises(ValueError, match="unknown image ids"):
         photos.save_ground_truth_figures(tmp_path, image_ids=["moon"])
+
+
+def test_objects_at_lists_the_outlines_under_a_point_largest_first():
+    hits = photos.objects_at("astronaut", 215, 110)  # her face: inside the astronaut's outline
+    assert [name for name, _ in hits][:1] == ["astronaut"]
+    assert all(mask[110, 215] for _, mask in hits)
+    assert [m.sum() for _, m in hits] == sorted((m.sum() for _, m in hits), reverse=True)
+    assert photos.objects_at("skimage:astronaut", 215, 110)[0][0] == "astronaut"
+    assert photos.objects_at("coins", 50, 60) == []  # no hand-drawn outlines
+    with pytest.raises(ValueError, match="outside"):
+        photos.objects_at("astronaut", 600, 10)

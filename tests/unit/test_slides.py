@@ -236,7 +236,7 @@ def test_card_slide_is_a_table_of_data_sets(tmp_path):
     md = slides._card_markdown(slides.CARD_FIGURES)
     lines = md.splitlines()
     assert lines[0].startswith("| data | objects | 1 click, best of 3 |") and "1pt_oracle" not in md
-    assert lines[2] == (f"| real photos, never seen | {figures['real_photos']['objects']} | "
+    assert lines[2] == (f"| real photos, held out from training | {figures['real_photos']['objects']} | "
                         f"{figures['real_photos']['1pt_oracle']:.3f} | {figures['real_photos']['1pt_confident']:.3f}"
                         f" | {figures['real_photos']['3pt']:.3f} | {figures['real_photos']['box_mIoU']:.3f} | "
                         f"{figures['real_photos']['box_fill_mIoU']:.3f} |")
