@@ -153,6 +153,9 @@ class TrainConfig:
     eval_every: int = 0  # validate every N steps (0: only at the end); -1 never
     eval_masks_per_image: int = 8
     ckpt_every: int = 0  # checkpoint every N steps (0: only at the end)
+    # also keep the model's weights every N steps, as <out_dir>/snapshots/step_<N>.pth (0: none), so that a long run's
+    # best step can be chosen afterwards (python -m samkit.model_card SNAPSHOT --quick)
+    snapshot_every: int = 0
     log_every: int = 1  # metrics line every N steps
     out_dir: str = "runs/train"
     cache_dir: Optional[str] = None  # embedding cache; None: $SAMKIT_HOME/embeddings
@@ -357,6 +360,7 @@ _RANGES: Dict[str, Tuple[float, float, bool, bool]] = {
     "data.clipart_prob": (0, 1, True, True),
     "eval_every": (-1, math.inf, True, False),
     "ckpt_every": (0, math.inf, True, False),
+    "snapshot_every": (0, math.inf, True, False),
     "log_every": (1, math.inf, True, False),
     "min_mask_area": (0, math.inf, True, False),
     "mask_area_power": (0, 2, True, True),

@@ -356,6 +356,7 @@ RESUMABLE_CHANGES = (
     "epochs",
     "eval_every",
     "ckpt_every",
+    "snapshot_every",
     "log_every",
     "progress",
     "num_workers",
@@ -643,7 +644,8 @@ def train(
 
     Writes to ``out_dir``: ``config.yaml``, ``metrics.jsonl``, ``checkpoint.pt`` (training state,
     written atomically every ``ckpt_every`` steps and at the end) and ``model.pth`` (the final state
-    dict, loadable by :func:`samkit.load_model`). Weights holding NaN or infinity are never written.
+    dict, loadable by :func:`samkit.load_model`), and with ``snapshot_every`` the state dict of every such step
+    as ``snapshots/step_<N>.pth``. Weights holding NaN or infinity are never written.
     On resume only the settings in :data:`RESUMABLE_CHANGES` may differ from the checkpoint's; the
     changes are written to ``config.yaml`` and recorded in the metrics log.
 
@@ -989,6 +991,11 @@ def _train(cfg: TrainConfig, resume: bool, dd: _Dist, overwrite: bool = False) -
                     run_validation()
                 if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step < end:
                     save_checkpoint()
+                if cfg.snapshot_every > 0 and step % cfg.snapshot_every == 0:
+                    check_weights()
+                    if dd.main:
+                        (out_dir / "snapshots").mkdir(exist_ok=True)
+                        _atomic_save(model.state_dict(), out_dir / "snapshots" / f"step_{step:06d}.pth")
                 if stop_requested():
                     stopped = True
                     break

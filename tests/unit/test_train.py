@@ -246,6 +246,18 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_snapshots_keep_the_weights_of_every_nth_step(tmp_path):
+    cfg = tiny_config(tmp_path, train_parts="decoder", max_steps=3, snapshot_every=2, eval_every=-1)
+    result = train(cfg)
+    snaps = sorted((tmp_path / "run" / "snapshots").iterdir())
+    assert [p.name for p in snaps] == ["step_000002.pth"]
+    weights = torch.load(snaps[0], weights_only=True)
+    final = result.model.state_dict()
+    assert weights.keys() == final.keys()
+    changed = [k for k in final if k.startswith("mask_decoder.") and not torch.equal(weights[k], final[k])]
+    assert changed  # step 2's weights, not the last step's
+
+
 @pytest.mark.slow
 def test_train_all_parts_updates_the_encoder_with_drop_path(tmp_path):
     cfg = tiny_config(tmp_path, model="tiny_v1", train_parts="all", max_steps=1, drop_path=0.2, layer_decay=0.6,
