@@ -414,7 +414,9 @@ def demo_figures(model, out_dir: Path) -> List[Path]:
     for name, objects in DEMO_PROMPTS.items():
         image = photo(name)
         predictor.set_image(image)
-        fig, axes = plt.subplots(3, len(objects), figsize=(3.2 * len(objects), 9.3), squeeze=False)
+        panel = 4.6  # inches per column; rows as tall as the photo's aspect, plus a title line
+        height = panel * image.shape[0] / image.shape[1] + 0.35
+        fig, axes = plt.subplots(3, len(objects), figsize=(panel * len(objects), 3 * height), squeeze=False)
         for j, (obj, pr) in enumerate(objects.items()):
             pt = np.array([pr["point"]], dtype=float)
             masks, scores, _ = predictor.predict(point_coords=pt, point_labels=np.array([1]))
@@ -447,7 +449,7 @@ def demo_figures(model, out_dir: Path) -> List[Path]:
 
     image, gt = coins_instances()
     predictor.set_image(image)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5 * image.shape[0] / image.shape[1] + 0.4))
     for ax in axes:
         ax.imshow(image)
         ax.axis("off")
