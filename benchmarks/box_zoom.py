@@ -5,13 +5,19 @@ second encoder pass and of the context outside the crop. For each object of the 
 (``samkit.data.photos.real_photo_dataset``), printed as mIoU by object size:
 
 * box: the tight box on the whole photo (the model card's figure), then the same box on a square crop centred on
-  it, ``factor`` times the box's longer side (at least 64 px, clipped to the photo), the mask pasted back;
+  it, ``factor`` times the box's longer side (at least 64 px, clipped to the photo), the mask pasted back. With
+  ``--pad`` the square is not clipped: where it reaches past the photo it is filled with the photo's mean colour,
+  so that a large object is zoomed out (shown smaller than on the whole photo) instead of left as it is;
 * click: the interior centre click (:func:`samkit.data.prompts.center_point`) on the whole photo, most confident of
   three, then the same click on a crop around that first mask's box (a second pass that zooms on what the first
-  one found).
+  one found). With ``--half``, three more click columns: the best of three on the whole photo, then with the
+  largest of the three replaced by the largest mask of the same click on the photo at half its size (in the top left
+  of a canvas of the photo's size, the rest its mean colour): the best of those three, and the most confident.
 
     OMP_NUM_THREADS=2 python benchmarks/box_zoom.py                    # the embedded tiny, factors 1.25 1.5 2 3
     OMP_NUM_THREADS=2 python benchmarks/box_zoom.py --factors 1.5 --checkpoint runs/tiny_ctx/model.pth
+    OMP_NUM_THREADS=2 python benchmarks/box_zoom.py --pad --factors 1.5 2 2.5   # zoom out on large objects
+    OMP_NUM_THREADS=2 python benchmarks/box_zoom.py --factors 1.5 --half
 
 About a minute on 2 cores. Not a test.
 """
@@ -25,19 +31,71 @@ import numpy as np
 SIZES = (("all", 0.0, 1.01), ("under 5%", 0.0, 0.05), ("5-15%", 0.05, 0.15), ("over 15%", 0.15, 1.01))
 
 
-def crop_window(box: Sequence[float], shape: Tuple[int, ...], factor: float, min_side: int = 64
-                ) -> Tuple[int, int, int, int]:
+def crop_window(box: Sequence[float], shape: Tuple[int, ...], factor: float, min_side: int = 64,
+                clip: bool = True) -> Tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)``, end-exclusive: a square ``factor`` times the box's longer side, centred on the box,
-    clipped to an image of ``shape``."""
+    clipped to an image of ``shape`` (``clip=False``: it may reach past the image)."""
     x0, y0, x1, y1 = box
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     side = max(factor * max(x1 - x0 + 1, y1 - y0 + 1), min_side)
+    a, b, e, d = (int(np.floor(cx - side / 2)), int(np.floor(cy - side / 2)),
+                  int(np.ceil(cx + side / 2)), int(np.ceil(cy + side / 2)))
+    if not clip:
+        return a, b, e, d
     h, w = shape[:2]
-    return (int(max(0, np.floor(cx - side / 2))), int(max(0, np.floor(cy - side / 2))),
-            int(min(w, np.ceil(cx + side / 2))), int(min(h, np.ceil(cy + side / 2))))
+    return max(0, a), max(0, b), min(w, e), min(h, d)
 
 
-def score(predictor, factors: Sequence[float]) -> List[Dict[str, float]]:
+def crop(image: np.ndarray, window: Tuple[int, int, int, int]) -> np.ndarray:
+    """The ``window`` of ``image``; where it reaches past the image, the image's mean colour."""
+    a, b, e, d = window
+    h, w = image.shape[:2]
+    out = np.empty((d - b, e - a, 3), dtype=image.dtype)
+    out[:] = image.reshape(-1, 3).mean(0).round().astype(image.dtype)
+    ya, yb, xa, xb = max(b, 0), min(d, h), max(a, 0), min(e, w)
+    out[ya - b:yb - b, xa - a:xb - a] = image[ya:yb, xa:xb]
+    return out
+
+
+def paste(mask: np.ndarray, window: Tuple[int, int, int, int], shape: Tuple[int, ...]) -> np.ndarray:
+    """``mask``, predicted on ``crop(image, window)``, back on an image of ``shape``."""
+    a, b, e, d = window
+    h, w = shape[:2]
+    full = np.zeros((h, w), dtype=bool)
+    ya, yb, xa, xb = max(b, 0), min(d, h), max(a, 0), min(e, w)
+    full[ya:yb, xa:xb] = mask[ya - b:yb - b, xa - a:xb - a]
+    return full
+
+
+def half_size(image: np.ndarray) -> np.ndarray:
+    """``image`` at half its size in the top left of a canvas of its size filled with its mean colour."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    out = crop(image, (0, 0, w, h)).copy()
+    out[:] = image.reshape(-1, 3).mean(0).round().astype(image.dtype)
+    out[:(h + 1) // 2, :(w + 1) // 2] = np.asarray(Image.fromarray(image).resize(((w + 1) // 2, (h + 1) // 2),
+                                                                                  Image.BOX))
+    return out
+
+
+def whole_at_half_size(predictor, image: np.ndarray, clicks: List[np.ndarray]) -> List[Tuple[np.ndarray, float]]:
+    """For each click (1 x 2, photo pixels): the largest of its three masks on :func:`half_size`'s canvas, scaled
+    back to the photo, and its predicted IoU."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    predictor.set_image(half_size(image))
+    out = []
+    for click in clicks:
+        masks, scores, _ = predictor.predict(point_coords=click / 2, point_labels=np.array([1]))
+        k = int(np.argmax(masks.reshape(3, -1).sum(1)))
+        small = Image.fromarray(masks[k, :(h + 1) // 2, :(w + 1) // 2].astype(np.uint8) * 255)
+        out.append((np.asarray(small.resize((w, h), Image.NEAREST)) > 127, float(scores[k])))
+    return out
+
+
+def score(predictor, factors: Sequence[float], pad: bool = False, half: bool = False) -> List[Dict[str, float]]:
     """One row per object: its area share, and the IoU of each way of prompting."""
     from samkit.data.photos import real_photo_dataset, tight_boxes
     from samkit.data.prompts import center_point
@@ -46,7 +104,6 @@ def score(predictor, factors: Sequence[float]) -> List[Dict[str, float]]:
     rows = []
     for item in real_photo_dataset():
         image = item["image"]
-        h, w = image.shape[:2]
         predictor.set_image(image)
         first = []
         for gt, box in zip(item["masks"], item["boxes"]):
@@ -54,26 +111,36 @@ def score(predictor, factors: Sequence[float]) -> List[Dict[str, float]]:
             click = np.array([center_point(gt)], dtype=float)
             clicked, scores, _ = predictor.predict(point_coords=click, point_labels=np.array([1]))
             best = clicked[int(np.argmax(scores))]
-            first.append(({"area": float(gt.mean()), "box": mask_iou(masks[0], gt), "click": mask_iou(best, gt)},
-                          click, best))
+            row = {"area": float(gt.mean()), "box": mask_iou(masks[0], gt), "click": mask_iou(best, gt)}
+            if half:
+                ious = [mask_iou(m, gt) for m in clicked]
+                row["click best of 3"] = max(ious)
+                row["_three"] = (ious, list(scores), list(clicked.reshape(3, -1).sum(1)))
+            first.append((row, click, best))
+        if half:  # the largest mask swapped for the largest one at half size
+            wholes = whole_at_half_size(predictor, image, [c for _, c, _ in first])
+            for (gt, (row, _, _)), (whole, whole_score) in zip(zip(item["masks"], first), wholes):
+                ious, scores, sizes = row.pop("_three")
+                k = int(np.argmax(sizes))
+                ious[k], scores[k] = mask_iou(whole, gt), whole_score
+                row["click best of 3, whole at half size"] = max(ious)
+                row["click most confident, whole at half size"] = ious[int(np.argmax(scores))]
         for (gt, box), (row, click, best) in zip(zip(item["masks"], item["boxes"]), first):
             for f in factors:
-                a, b, e, d = crop_window(box, image.shape, f)
-                predictor.set_image(np.ascontiguousarray(image[b:d, a:e]))
+                window = crop_window(box, image.shape, f, clip=not pad)
+                a, b = window[:2]
+                predictor.set_image(crop(image, window))
                 masks, _, _ = predictor.predict(box=np.asarray(box, dtype=float) - [a, b, a, b],
                                                 multimask_output=False)
-                full = np.zeros((h, w), dtype=bool)
-                full[b:d, a:e] = masks[0]
-                row[f"box, crop {f:g}x"] = mask_iou(full, gt)
+                row[f"box, crop {f:g}x"] = mask_iou(paste(masks[0], window, image.shape), gt)
                 if not best.any():  # nothing to zoom on: the first answer stands
                     row[f"click, crop {f:g}x"] = row["click"]
                     continue
-                a, b, e, d = crop_window(tight_boxes(best[None])[0], image.shape, f)
-                predictor.set_image(np.ascontiguousarray(image[b:d, a:e]))
+                window = crop_window(tight_boxes(best[None])[0], image.shape, f, clip=not pad)
+                a, b = window[:2]
+                predictor.set_image(crop(image, window))
                 clicked, scores, _ = predictor.predict(point_coords=click - [a, b], point_labels=np.array([1]))
-                full = np.zeros((h, w), dtype=bool)
-                full[b:d, a:e] = clicked[int(np.argmax(scores))]
-                row[f"click, crop {f:g}x"] = mask_iou(full, gt)
+                row[f"click, crop {f:g}x"] = mask_iou(paste(clicked[int(np.argmax(scores))], window, image.shape), gt)
             rows.append(row)
     return rows
 
@@ -84,11 +151,16 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=None, help="tiny weights (default: the embedded model)")
     ap.add_argument("--factors", type=float, nargs="+", default=[1.25, 1.5, 2.0, 3.0])
+    ap.add_argument("--half", action="store_true", help="also a click's whole from the photo at half its size")
+    ap.add_argument("--pad", action="store_true",
+                    help="let the square reach past the photo, filled with its mean colour (zooms out)")
     args = ap.parse_args(argv)
     model = samkit.load_model("tiny", checkpoint=args.checkpoint)
-    rows = score(samkit.Predictor(model), args.factors)
+    rows = score(samkit.Predictor(model), args.factors, pad=args.pad, half=args.half)
     keys = ["box"] + [f"box, crop {f:g}x" for f in args.factors] + ["click"] + [f"click, crop {f:g}x"
                                                                               for f in args.factors]
+    if args.half:
+        keys += ["click best of 3", "click best of 3, whole at half size", "click most confident, whole at half size"]
     print("| objects | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for name, lo, hi in SIZES:

@@ -26,3 +26,18 @@ def test_named_configs_and_benchmarks_exist(page):
 
 def test_the_readme_links_the_embedded_models_record():
     assert "](docs/embedded_model.md)" in (ROOT / "README.md").read_text()
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_section_links_name_a_heading(page):
+    bad = []
+    for target, anchor in re.findall(r"\]\(([^)#\s]*\.md)#([^)\s]+)\)", page.read_text()):
+        headings = re.findall(r"^#+ (.+)$", (page.parent / target).read_text(), flags=re.M)
+        if anchor not in {_slug(h) for h in headings}:
+            bad.append(f"{target}#{anchor}")
+    assert not bad, f"{page.name} links to sections that do not exist: {bad}"
