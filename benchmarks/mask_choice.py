@@ -95,8 +95,10 @@ def estimate_table(out: Dict[str, List[Dict]], fit_on: str) -> List[str]:
         est = np.stack([np.concatenate([r["estimates"][k] for r in rows]) for k in names], 1)
         return true, est
 
+    def design(est: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.ones((len(est), 1)), est], 1)
+
     true_fit, est_fit = columns(out[fit_on])
-    design = lambda e: np.concatenate([np.ones((len(e), 1)), e], 1)  # noqa: E731
     weights = np.linalg.lstsq(design(est_fit), true_fit, rcond=None)[0]
     lines = ["| data | masks | true IoU: mean, sd | " + " | ".join(names) + " | linear fit |",
              "|---|---|---|" + "---|" * (len(names) + 1)]
