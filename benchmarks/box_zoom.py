@@ -68,15 +68,13 @@ def paste(mask: np.ndarray, window: Tuple[int, int, int, int], shape: Tuple[int,
 
 
 def half_size(image: np.ndarray) -> np.ndarray:
-    """``image`` at half its size in the top left of a canvas of its size filled with its mean colour."""
+    """``image`` at half its size in the top left of a canvas of its size, the rest its mean colour (:func:`crop`
+    past the shrunk image's edges)."""
     from PIL import Image
 
     h, w = image.shape[:2]
-    out = np.empty_like(image)
-    out[:] = image.reshape(-1, 3).mean(0).round().astype(image.dtype)
-    out[:(h + 1) // 2, :(w + 1) // 2] = np.asarray(Image.fromarray(image).resize(((w + 1) // 2, (h + 1) // 2),
-                                                                                  Image.BOX))
-    return out
+    small = np.asarray(Image.fromarray(image).resize(((w + 1) // 2, (h + 1) // 2), Image.BOX))
+    return crop(small, (0, 0, w, h))
 
 
 def whole_at_half_size(predictor, image: np.ndarray, clicks: List[np.ndarray]) -> List[Tuple[np.ndarray, float]]:
