@@ -2,7 +2,8 @@
 
 A crop makes its object fill more of the model's 512 px input (more embedding cells across it), at the price of a
 second encoder pass and of the context outside the crop. For each object of the real-photo set
-(``samkit.data.photos.real_photo_dataset``), printed as mIoU by object size:
+(``samkit.data.photos.real_photo_dataset``; with ``--scenes N``, of N held-out generated scenes instead, objects
+over 0.5% of the image), printed as mIoU by object size:
 
 * box: the tight box on the whole photo (the model card's figure), then the same box on a square crop centred on
   it, ``factor`` times the box's longer side (at least 64 px, clipped to the photo), the mask pasted back. With
@@ -18,6 +19,7 @@ second encoder pass and of the context outside the crop. For each object of the 
     OMP_NUM_THREADS=2 python benchmarks/box_zoom.py --factors 1.5 --checkpoint runs/tiny_ctx/model.pth
     OMP_NUM_THREADS=2 python benchmarks/box_zoom.py --pad --factors 1.5 2 2.5   # zoom out on large objects
     OMP_NUM_THREADS=2 python benchmarks/box_zoom.py --factors 1.5 --half
+    OMP_NUM_THREADS=2 python benchmarks/box_zoom.py --factors 1.5 --half --scenes 12   # held-out generated scenes
 
 About a minute on 2 cores. Not a test.
 """
@@ -93,15 +95,19 @@ def whole_at_half_size(predictor, image: np.ndarray, clicks: List[np.ndarray]) -
     return out
 
 
-def score(predictor, factors: Sequence[float], pad: bool = False, half: bool = False) -> List[Dict[str, float]]:
-    """One row per object: its area share, and the IoU of each way of prompting."""
-    from samkit.data.photos import real_photo_dataset, tight_boxes
+def score(predictor, data: List[Dict], factors: Sequence[float], pad: bool = False, half: bool = False
+          ) -> List[Dict[str, float]]:
+    """One row per object of ``data`` (items with ``image`` and ``masks``): its area share, and the IoU of each
+    way of prompting."""
+    from samkit.data.photos import tight_boxes
     from samkit.data.prompts import center_point
     from samkit.evaluate import mask_iou
 
     rows = []
-    for item in real_photo_dataset():
+    for item in data:
         image = item["image"]
+        item = {**item, "masks": [np.asarray(m, dtype=bool) for m in item["masks"] if np.asarray(m).any()]}
+        item["boxes"] = [tight_boxes(m[None])[0].astype(np.float64) for m in item["masks"]]
         predictor.set_image(image)
         first = []
         for gt, box in zip(item["masks"], item["boxes"]):
@@ -152,9 +158,19 @@ def main(argv=None) -> None:
     ap.add_argument("--half", action="store_true", help="also a click's whole from the photo at half its size")
     ap.add_argument("--pad", action="store_true",
                     help="let the square reach past the photo, filled with its mean colour (zooms out)")
+    ap.add_argument("--scenes", type=int, default=0,
+                    help="score this many held-out generated scenes (seed 1, the model card's) instead of the photos")
     args = ap.parse_args(argv)
     model = samkit.load_model("tiny", checkpoint=args.checkpoint)
-    rows = score(samkit.Predictor(model), args.factors, pad=args.pad, half=args.half)
+    if args.scenes:
+        from samkit.model_card import TRAINING_MIX, held_out_scenes
+
+        data = held_out_scenes(args.scenes, min_fraction=0.005, **TRAINING_MIX)
+    else:
+        from samkit.data.photos import real_photo_dataset
+
+        data = real_photo_dataset()
+    rows = score(samkit.Predictor(model), data, args.factors, pad=args.pad, half=args.half)
     keys = ["box"] + [f"box, crop {f:g}x" for f in args.factors] + ["click"] + [f"click, crop {f:g}x"
                                                                               for f in args.factors]
     if args.half:
