@@ -105,12 +105,11 @@ def score(predictor, data: List[Dict], factors: Sequence[float], pad: bool = Fal
 
     rows = []
     for item in data:
-        image = item["image"]
-        item = {**item, "masks": [np.asarray(m, dtype=bool) for m in item["masks"] if np.asarray(m).any()]}
-        item["boxes"] = [tight_boxes(m[None])[0].astype(np.float64) for m in item["masks"]]
+        image, gts = item["image"], np.asarray(item["masks"], dtype=bool)
+        boxes = item["boxes"] if "boxes" in item else tight_boxes(gts).astype(np.float64)
         predictor.set_image(image)
-        first = []
-        for gt, box in zip(item["masks"], item["boxes"]):
+        first, three = [], []
+        for gt, box in zip(gts, boxes):
             masks, _, _ = predictor.predict(box=box, multimask_output=False)
             click = np.array([center_point(gt)], dtype=float)
             clicked, scores, _ = predictor.predict(point_coords=click, point_labels=np.array([1]))
@@ -119,17 +118,16 @@ def score(predictor, data: List[Dict], factors: Sequence[float], pad: bool = Fal
             if half:
                 ious = [mask_iou(m, gt) for m in clicked]
                 row["click best of 3"] = max(ious)
-                row["_three"] = (ious, list(scores), list(clicked.reshape(3, -1).sum(1)))
+                three.append((ious, list(scores), clicked.reshape(3, -1).sum(1)))
             first.append((row, click, best))
         if half:  # the largest mask swapped for the largest one at half size
             wholes = whole_at_half_size(predictor, image, [c for _, c, _ in first])
-            for (gt, (row, _, _)), (whole, whole_score) in zip(zip(item["masks"], first), wholes):
-                ious, scores, sizes = row.pop("_three")
+            for gt, (row, _, _), (ious, scores, sizes), (whole, whole_score) in zip(gts, first, three, wholes):
                 k = int(np.argmax(sizes))
                 ious[k], scores[k] = mask_iou(whole, gt), whole_score
                 row["click best of 3, whole at half size"] = max(ious)
                 row["click most confident, whole at half size"] = ious[int(np.argmax(scores))]
-        for (gt, box), (row, click, best) in zip(zip(item["masks"], item["boxes"]), first):
+        for gt, box, (row, click, best) in zip(gts, boxes, first):
             for f in factors:
                 window = crop_window(box, image.shape, f, clip=not pad)
                 a, b = window[:2]

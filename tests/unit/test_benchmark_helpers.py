@@ -77,3 +77,16 @@ def test_the_estimate_table_scores_each_signal_against_the_true_iou():
     assert scenes[3] == "0.000 / +1.00"  # the exact estimate
     assert scenes[4].startswith("0.200")
     assert scenes[6].startswith("0.000")  # the fit recovers the exact column
+
+
+def test_the_zoom_benchmark_scores_every_object_of_a_scene():
+    import samkit
+    from samkit.model_card import held_out_scenes
+
+    data = held_out_scenes(1, min_fraction=0.005)
+    rows = box_zoom.score(samkit.Predictor(samkit.load_model("tiny")), data, [1.5], pad=True, half=True)
+    assert len(rows) == len(data[0]["masks"]) > 1
+    for row in rows:
+        assert row["click best of 3"] >= row["click"] - 1e-9
+        assert all(0.0 <= row[k] <= 1.0 for k in ("box", "box, crop 1.5x", "click best of 3, whole at half size",
+                                                  "click most confident, whole at half size"))
